@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/handoff-go/handoff/internal/flock"
+	"github.com/handoff-go/handoff/internal/listenenv"
 	"github.com/handoff-go/handoff/internal/wire"
 )
 
@@ -37,7 +38,16 @@ var (
 
 	// ErrBadEnvironment means the inherited LISTEN_* or HANDOFF_* variables
 	// are malformed.
-	ErrBadEnvironment = errors.New("handoff: bad inherited environment")
+	ErrBadEnvironment = listenenv.ErrBadEnvironment
+
+	// ErrBadListenerName means a listener name cannot travel in
+	// LISTEN_FDNAMES (empty, too long, or with ':', '=' or white space), or
+	// is used twice.
+	ErrBadListenerName = listenenv.ErrBadName
+
+	// ErrWrongKind means a listener was asked for as a kind it is not (for
+	// example Listener on a UDP socket); see [KindError].
+	ErrWrongKind = errors.New("handoff: listener is of another kind")
 
 	// ErrNoListener means no inherited listener has the requested name.
 	ErrNoListener = errors.New("handoff: no such listener")

@@ -96,7 +96,7 @@ func (s *Supervisor) command(bin string, spec SpawnSpec, sock *os.File) (*exec.C
 	s.mu.Unlock()
 	extra, env, err := listenenv.Build(named, sock)
 	if err != nil {
-		return nil, fmt.Errorf("handoff: listeners: %w", err)
+		return nil, err
 	}
 	cmd := exec.Command(bin, spec.Args...)
 	cmd.Env = append(append(listenenv.Strip(os.Environ()), spec.Env...), env...)
