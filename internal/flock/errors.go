@@ -20,4 +20,9 @@ var (
 	// the descriptor with still holds it, or it lives in another pid
 	// namespace). Errors wrapping it also wrap ErrLockHeld.
 	ErrHolderUnknown = errors.New("handoff: data-dir lock held by an unknown process")
+
+	// ErrLockFileReplaced means the lock file was removed or replaced while
+	// it was being locked, so the lock just taken would exclude nobody. The
+	// lock file must never be removed while the data directory is in use.
+	ErrLockFileReplaced = errors.New("handoff: data-dir lock file was removed or replaced")
 )
