@@ -54,37 +54,51 @@ func (s *Supervisor) spawn(spec SpawnSpec, successor bool) (*generation, error) 
 	if err != nil {
 		return nil, err
 	}
-	var mine, theirs *os.File
+	var (
+		theirs *os.File
+		conn   *wire.Conn
+	)
 	if successor {
-		if mine, theirs, err = socketpair(); err != nil {
+		// SO_PASSCRED must be on before the child can send its Hello: the
+		// kernel attaches credentials at send time.
+		if conn, theirs, err = successorChannel(); err != nil {
 			return nil, err
 		}
 		defer theirs.Close()
 	}
 	cmd, err := s.command(bin, spec, theirs)
-	if err != nil {
-		closeFile(mine)
-		return nil, err
+	if err == nil {
+		err = cmd.Start()
+		if err != nil {
+			err = fmt.Errorf("handoff: start %s: %w: %w", bin, ErrBadBinary, err)
+		}
 	}
-	if err := cmd.Start(); err != nil {
-		closeFile(mine)
-		return nil, fmt.Errorf("handoff: start %s: %w: %w", bin, ErrBadBinary, err)
+	if err != nil {
+		if conn != nil {
+			conn.Close()
+		}
+		return nil, err
 	}
 	g := newGeneration(cmd, bin)
 	g.spec = spec
-	if mine != nil {
-		if g.conn, err = wireConn(mine); err != nil {
-			g.kill(s.opts.killGrace)
-			return nil, err
-		}
-	}
+	g.conn = conn
 	return g, nil
 }
 
-func closeFile(f *os.File) {
-	if f != nil {
-		f.Close()
+// successorChannel makes the socketpair for a successor: the supervisor's
+// end as a protocol connection that receives credentials, and the end the
+// child inherits.
+func successorChannel() (*wire.Conn, *os.File, error) {
+	mine, theirs, err := socketpair()
+	if err != nil {
+		return nil, nil, err
 	}
+	conn, err := wireConn(mine)
+	if err != nil {
+		theirs.Close()
+		return nil, nil, err
+	}
+	return conn, theirs, nil
 }
 
 func (s *Supervisor) command(bin string, spec SpawnSpec, sock *os.File) (*exec.Cmd, error) {

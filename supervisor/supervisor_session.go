@@ -171,6 +171,9 @@ func (w *swap) ack(c *wire.Conn, r wire.Received) (*wire.Hello, error) {
 	}
 	v, err := wire.Negotiate(wire.MinVersion, wire.MaxVersion, h.MinVersion, h.MaxVersion)
 	if err != nil {
+		// Tell the peer why before closing, in a frame any version reads.
+		c.SetNegotiated(wire.HelloFrameVersion, w.id)
+		_ = c.Send(time.Now().Add(time.Second), &wire.Abort{Reason: wire.ReasonVersionMismatch, Detail: err.Error()})
 		return nil, &stepError{reason: wire.ReasonVersionMismatch, err: fmt.Errorf("%s pid %d: %w", h.Role, h.PID, err)}
 	}
 	c.SetNegotiated(v, w.id)

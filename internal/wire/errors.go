@@ -75,7 +75,10 @@ var ErrNoDeadline = errors.New("handoff: wire I/O needs a deadline")
 // protocolKind is a sentinel that also matches ErrProtocol.
 type protocolKind struct{ msg string }
 
+// Error returns the kind's message.
 func (k *protocolKind) Error() string { return k.msg }
+
+// Unwrap makes every kind match ErrProtocol.
 func (k *protocolKind) Unwrap() error { return ErrProtocol }
 
 // ProtocolError reports a protocol violation: what was being done (Op) and
@@ -96,6 +99,18 @@ func (e *ProtocolError) Error() string {
 
 // Unwrap returns the cause and ErrProtocol.
 func (e *ProtocolError) Unwrap() []error { return []error{e.Err, ErrProtocol} }
+
+// causeError joins a sentinel kind and the error that caused it under one
+// message, without repeating the "handoff: " prefix, and matches both.
+type causeError struct{ kind, cause error }
+
+// Error returns "handoff: <kind>: <cause>".
+func (e *causeError) Error() string {
+	return e.kind.Error() + ": " + strings.TrimPrefix(e.cause.Error(), "handoff: ")
+}
+
+// Unwrap returns the kind and the cause.
+func (e *causeError) Unwrap() []error { return []error{e.kind, e.cause} }
 
 // protoErr builds a *ProtocolError whose cause is kind with a formatted
 // detail.
