@@ -126,6 +126,7 @@ func adoptedGeneration(proc *sysx.Process, spec SpawnSpec, buildID string) *gene
 		spec: spec, startedAt: time.Now(), proc: proc, exited: make(chan struct{})}
 	go func() {
 		_ = proc.Wait(context.Background())
+		reap(proc.PID())
 		proc.Close()
 		close(g.exited)
 	}()
@@ -250,4 +251,12 @@ func closeListeners(ls []Listener) {
 	for _, l := range ls {
 		l.File.Close()
 	}
+}
+
+// reap collects the exit status of an adopted process that is still our
+// child (after the supervisor exec'd itself); for a process adopted after a
+// supervisor crash it is a no-op (ECHILD).
+func reap(pid int) {
+	var ws syscall.WaitStatus
+	_, _ = syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
 }
