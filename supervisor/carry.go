@@ -1,11 +1,14 @@
 package supervisor
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -31,7 +34,19 @@ const (
 	// EnvCarriedFrom holds the path of the binary that exec'd us, to exec
 	// back to if we cannot take the state over.
 	EnvCarriedFrom = "HANDOFF_SUPERVISOR_PREVIOUS"
+	// EnvPreflight is set when the new binary is first run as a child to
+	// prove that it starts and accepts its arguments; it must check, touch
+	// nothing, and exit 0 (see IsPreflight).
+	EnvPreflight = "HANDOFF_SUPERVISOR_PREFLIGHT"
 )
+
+// preflightBudget bounds the pre-flight run of a new supervisor binary.
+const preflightBudget = 10 * time.Second
+
+// IsPreflight reports whether this process is the pre-flight run of a
+// supervisor upgrade: it should validate its configuration, print nothing
+// it would not print for --check, and exit 0 (or non-zero to refuse).
+func IsPreflight() bool { return os.Getenv(EnvPreflight) == "1" }
 
 // ErrCarriedState means the carried state could not be taken over.
 var ErrCarriedState = errors.New("handoff: carried supervisor state rejected")
@@ -66,11 +81,18 @@ type carriedGen struct {
 // keeping the pid. Listening sockets and extra files (for example the
 // program's trigger socket) stay open across the exec at the same fd
 // numbers; the state travels in a memfd. It waits for a running handoff to
-// finish first and starts none meanwhile. It only returns on failure, with
+// finish first and starts none meanwhile.
+//
+// Before the exec, binary runs once as a child with EnvPreflight set; if
+// that run fails (a binary that does not start, or refuses the
+// configuration), nothing is replaced. It only returns on failure, with
 // everything as it was.
 func (s *Supervisor) Reexec(binary string, argv, env []string, extra []Listener) error {
 	s.swapMu.Lock()
 	defer s.swapMu.Unlock()
+	if err := preflight(binary, argv, env); err != nil {
+		return err
+	}
 	st, files, err := s.carryState(extra)
 	if err != nil {
 		return err
@@ -90,6 +112,23 @@ func (s *Supervisor) Reexec(binary string, argv, env []string, extra []Listener)
 	err = syscall.Exec(binary, argv, env)
 	_ = setInheritable(files, false)
 	return fmt.Errorf("handoff: exec %s: %w", binary, err)
+}
+
+// preflight runs the new supervisor binary as a child that checks and exits.
+func preflight(binary string, argv, env []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), preflightBudget)
+	defer cancel()
+	var args []string
+	if len(argv) > 1 {
+		args = argv[1:]
+	}
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Env = append(withoutCarry(env), EnvPreflight+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("handoff: new supervisor binary %s failed its pre-flight run (%w): %s", binary, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 func (s *Supervisor) carryState(extra []Listener) (carriedState, []*os.File, error) {
@@ -171,7 +210,7 @@ func writeState(st carriedState) (*os.File, error) {
 func withoutCarry(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
-		if !hasKey(kv, EnvCarriedState) && !hasKey(kv, EnvCarriedFrom) {
+		if !hasKey(kv, EnvCarriedState) && !hasKey(kv, EnvCarriedFrom) && !hasKey(kv, EnvPreflight) {
 			out = append(out, kv)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -33,15 +34,57 @@ func Holder(dir string) (pid int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	data, err := os.ReadFile("/proc/locks")
+	pid, held, err := scanProcLocks(ids)
 	if err != nil {
 		return 0, fmt.Errorf("handoff: find lock holder: %w", err)
 	}
-	pid, held := findFlockHolder(data, ids)
 	if held && pid <= 0 {
 		return 0, fmt.Errorf("handoff: lock %s: %w: %w", lockPath(dir), ErrHolderUnknown, ErrLockHeld)
 	}
 	return pid, nil
+}
+
+// procLocksReads is how many times a negative answer is confirmed.
+const procLocksReads = 3
+
+// scanProcLocks looks for a flock on ids in /proc/locks. The kernel builds
+// the file one read(2) at a time, each a consistent page-sized chunk; when a
+// lock listed before the current chunk is released between two reads, the
+// next chunk skips an entry. A holder that is found is certain; "nobody
+// holds it" is confirmed by reading the whole file again, with a buffer
+// large enough that each read returns a full chunk.
+func scanProcLocks(ids []fileID) (pid int, held bool, err error) {
+	buf := make([]byte, 0, 64<<10)
+	for range procLocksReads {
+		if buf, err = readProcLocks(buf[:0]); err != nil {
+			return 0, false, err
+		}
+		if pid, held = findFlockHolder(buf, ids); held {
+			return pid, true, nil
+		}
+	}
+	return 0, false, nil
+}
+
+func readProcLocks(buf []byte) ([]byte, error) {
+	f, err := os.Open("/proc/locks")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 }
 
 // findFlockHolder scans /proc/locks lines such as
