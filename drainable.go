@@ -9,9 +9,14 @@ import "context"
 // library sends heartbeats while they run, and ctx carries the deadline.
 type Drainable interface {
 	// Drain stops accepting new connections, stops background writers,
-	// finishes in-flight requests, rejects new writes and fsyncs, so that no
-	// acknowledged write is lost. Reads on connections already open may go on
-	// until Seal. ctx expires at the drain grace.
+	// finishes in-flight requests and fsyncs, so that no acknowledged write
+	// is lost, and tells clients to move (for HTTP, every further response
+	// says Connection: close). Requests on connections already open may go
+	// on until Seal, writes included: this process still holds the data-dir
+	// lock, every write it acknowledges is durable before Seal, and answering
+	// them instead of refusing them is what keeps clients from seeing errors.
+	// A daemon may also refuse new writes here. ctx expires at the drain
+	// grace.
 	Drain(ctx context.Context) (DrainReport, error)
 
 	// Seal flushes and closes the writer state (per shard: flush, footer,
