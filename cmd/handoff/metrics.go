@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metricsServer serves /metrics from the supervisor's own registry.
+type metricsServer struct {
+	srv  *http.Server
+	addr string // the bound address (the real port for ":0")
+	done chan struct{}
+}
+
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("handoff: metrics_addr %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	m := &metricsServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		addr: ln.Addr().String(),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(m.done)
+		if err := m.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			log.Error("handoff.metrics", "err", err)
+		}
+	}()
+	log.Info("handoff.metrics", "addr", m.addr)
+	return m, nil
+}
+
+func (m *metricsServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = m.srv.Shutdown(ctx)
+	<-m.done
+}
+
+// counters reads the supervisor's counters from the registry, so that
+// `handoff status` and /metrics always agree.
+func counters(reg prometheus.Gatherer) countersJSON {
+	var c countersJSON
+	mfs, err := reg.Gather()
+	if err != nil {
+		return c
+	}
+	for _, mf := range mfs {
+		var sum float64
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+		switch mf.GetName() {
+		case "handoff_handoffs_total":
+			c.Handoffs = uint64(sum)
+		case "handoff_rolled_back_total":
+			c.Rollbacks = uint64(sum)
+		case "handoff_incumbent_restarts_total":
+			c.Restarts = uint64(sum)
+		}
+	}
+	return c
+}
