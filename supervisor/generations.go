@@ -9,6 +9,7 @@ import (
 
 	"github.com/handoff-go/handoff/internal/journal"
 	"github.com/handoff-go/handoff/internal/sysx"
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // promote makes n the incumbent and old a draining generation that must exit
@@ -158,6 +159,7 @@ func (s *Supervisor) awaitControl(ctx context.Context, g *generation, budget tim
 	defer cancel()
 	for {
 		if pid, err := controlPeerPID(s.controlPath); err == nil && pid == g.pid {
+			g.buildID = helloBuildID(ctx, s.controlPath)
 			return nil
 		}
 		select {
@@ -185,4 +187,25 @@ func (s *Supervisor) Stop(grace time.Duration) {
 			g.kill(grace)
 		}
 	}
+}
+
+// helloBuildID reads the build id from the incumbent's Hello, best effort:
+// a cold-started daemon says who it is only there.
+func helloBuildID(ctx context.Context, path string) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := dialControl(ctx, path)
+	if err != nil {
+		return ""
+	}
+	wc := wire.NewConn(c)
+	defer wc.Close()
+	r, err := wc.Recv(time.Now().Add(time.Second))
+	if err != nil {
+		return ""
+	}
+	if h, ok := r.Msg.(*wire.Hello); ok {
+		return h.BuildID
+	}
+	return ""
 }

@@ -60,12 +60,12 @@ func (w *swap) confirmServing() {
 // SIGKILL) and reaped before the incumbent is told to resume, so that the
 // lock is free when the incumbent reaches for it.
 func (w *swap) abort(cause error) (Outcome, error) {
-	reason := wire.ReasonUnspecified
+	reason, detail := wire.ReasonUnspecified, cause
 	var se *stepError
 	if errors.As(cause, &se) {
-		reason = se.reason
+		reason, detail = se.reason, se.err
 	}
-	w.out.Reason, w.out.Cause = reason.String(), cause.Error()
+	w.out.Reason, w.out.Cause = reason.String(), detail.Error()
 	w.journalAbort(EvAbort)
 	crashpoint.Hit(crashpoint.SupervisorAfterJournalAborting)
 	w.stopSuccessor(reason, cause)
@@ -73,11 +73,11 @@ func (w *swap) abort(cause error) (Outcome, error) {
 	w.journalAbort(EvStopped)
 	w.resumeIncumbent(reason)
 	w.journalAbort(EvDone)
-	w.progress("aborted", reason.String()+": "+cause.Error())
+	w.progress("aborted", reason.String()+": "+detail.Error())
 	if reason == wire.ReasonDryRun {
 		return w.finish(nil)
 	}
-	return w.finish(fmt.Errorf("%w (%s): %w", ErrRolledBack, reason, cause))
+	return w.finish(fmt.Errorf("%w (%s): %w", ErrRolledBack, reason, detail))
 }
 
 func (w *swap) journalAbort(ev Event) {
