@@ -15,6 +15,8 @@ import (
 const (
 	opUpgrade = "upgrade"
 	opStatus  = "status"
+	// opUpgradeSupervisor replaces the supervisor's own binary in place.
+	opUpgradeSupervisor = "upgrade-supervisor"
 )
 
 // Event kinds.
@@ -34,6 +36,9 @@ const (
 	codeBadRequest  = "bad-request"  // the request line is not valid
 	codeStopping    = "stopping"     // the supervisor is shutting down
 	codeInternal    = "internal"     // anything else; the message says what
+	// codeReexecFailed: the new supervisor binary failed its pre-flight run
+	// or could not be exec'd; the running supervisor carries on unchanged.
+	codeReexecFailed = "reexec-failed"
 )
 
 // request is the one line a client sends.
@@ -113,6 +118,7 @@ func newOutcome(o supervisor.Outcome) outcomeJSON {
 type statusEvent struct {
 	Event          string         `json:"event"`
 	SupervisorPID  int            `json:"supervisor_pid"`
+	SupervisorBin  string         `json:"supervisor_binary"`
 	SupervisorUpMS float64        `json:"supervisor_uptime_ms"`
 	Config         string         `json:"config"`
 	TriggerSocket  string         `json:"trigger_socket"`

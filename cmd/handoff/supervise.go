@@ -48,6 +48,9 @@ func runSupervise(args []string) int {
 		printPlan(os.Stdout, cfg)
 		return exitOK
 	}
+	if supervisor.IsPreflight() { // a running supervisor checks us before exec'ing us
+		return exitOK
+	}
 	if err := supervise(cfg, slog.New(slog.NewTextHandler(os.Stderr, nil))); err != nil {
 		fmt.Fprintf(os.Stderr, "handoff supervise: %v\n", err)
 		return exitError
@@ -68,6 +71,7 @@ type service struct {
 	trigger   *triggerServer
 	metrics   *metricsServer
 	started   time.Time
+	carried   bool           // rebuilt from a previous binary's state (self-upgrade)
 	swaps     sync.WaitGroup // SIGHUP swaps in flight
 
 	mu     sync.Mutex
@@ -121,6 +125,9 @@ func (svc *service) loop(ctx context.Context, stop context.CancelFunc, hup <-cha
 }
 
 func newService(cfg *config.Config, log *slog.Logger) (*service, error) {
+	if c, err := supervisor.InheritedState(); c != nil || err != nil {
+		return newCarriedService(cfg, log, c, err)
+	}
 	notify, err := sdnotify.FromEnv()
 	if err != nil {
 		return nil, err
@@ -180,6 +187,10 @@ func (svc *service) spec(binary string, dryRun bool) supervisor.SpawnSpec {
 // serves the trigger socket and metrics and tells systemd it is ready.
 func (svc *service) start(ctx context.Context) error {
 	warnBacklog(svc.log)
+	if svc.carried {
+		svc.started = time.Now()
+		return svc.serveReady(ctx)
+	}
 	spec := svc.spec(svc.cfg.Binary, false)
 	adopted, err := svc.sup.ResumeFromJournal(ctx, spec)
 	if err != nil {
@@ -187,10 +198,16 @@ func (svc *service) start(ctx context.Context) error {
 		return err
 	}
 	if adopted {
-		svc.adopt()
+		if err := svc.adopt(ctx); err != nil {
+			return err
+		}
 	} else if err := svc.coldStart(ctx, spec); err != nil {
 		return err
 	}
+	return svc.serveReady(ctx)
+}
+
+func (svc *service) serveReady(ctx context.Context) error {
 	if err := svc.serve(ctx); err != nil {
 		return err
 	}
@@ -199,12 +216,16 @@ func (svc *service) start(ctx context.Context) error {
 	return nil
 }
 
-func (svc *service) adopt() {
+func (svc *service) adopt(ctx context.Context) error {
 	if len(svc.activated) > 0 {
 		svc.log.Info("handoff.listen", "note", "an incumbent was adopted with its own sockets; closing the sockets systemd passed")
 		closeActivated(svc.activated)
 	}
+	if err := svc.reconcileAdopted(ctx); err != nil {
+		return err
+	}
 	svc.listeners = adoptedListeners(svc.cfg, svc.sup)
+	return nil
 }
 
 func (svc *service) coldStart(ctx context.Context, spec supervisor.SpawnSpec) error {

@@ -17,7 +17,7 @@ const snapshotTimeout = 5 * time.Second
 func (svc *service) status(ctx context.Context) statusEvent {
 	st := svc.sup.Status()
 	ev := statusEvent{
-		Event: evStatus, SupervisorPID: os.Getpid(), SupervisorUpMS: ms(time.Since(svc.started)),
+		Event: evStatus, SupervisorPID: os.Getpid(), SupervisorBin: ownBinary(), SupervisorUpMS: ms(time.Since(svc.started)),
 		Config: svc.cfg.File, TriggerSocket: svc.cfg.TriggerSocket, ControlSocket: svc.cfg.ControlSocket,
 		Listeners: svc.listenerJSON(), Draining: append([]int{}, st.Draining...),
 		MaxDraining: svc.cfg.MaxDraining, Counters: counters(svc.reg),
@@ -116,4 +116,16 @@ func outcomeWord(o outcomeJSON) string {
 		return "dry run ok"
 	}
 	return fmt.Sprintf("rolled back (%s)", o.Reason)
+}
+
+// ownBinary is the resolved path of the running supervisor binary.
+func ownBinary() string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	if real, err := realPath(self); err == nil {
+		return real
+	}
+	return self
 }

@@ -18,6 +18,8 @@ func (svc *service) handle(ctx context.Context, w *eventWriter, req request) {
 		w.finish(svc.status(ctx))
 	case opUpgrade:
 		w.finish(svc.upgrade(ctx, req, w.emit))
+	case opUpgradeSupervisor:
+		w.finish(svc.reexec(req, w.emit))
 	}
 }
 

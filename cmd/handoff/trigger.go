@@ -192,12 +192,15 @@ func checkRequest(req request) error {
 		if req.Binary != "" || req.DryRun {
 			return fmt.Errorf("%w: status takes no binary or dry_run", errBadRequest)
 		}
-	case opUpgrade:
+	case opUpgrade, opUpgradeSupervisor:
 		if req.Binary != "" && !filepath.IsAbs(req.Binary) {
 			return fmt.Errorf("%w: binary %q must be an absolute path", errBadRequest, req.Binary)
 		}
+		if req.Op == opUpgradeSupervisor && req.DryRun {
+			return fmt.Errorf("%w: %s takes no dry_run", errBadRequest, opUpgradeSupervisor)
+		}
 	default:
-		return fmt.Errorf("%w: unknown op %q (want %q or %q)", errBadRequest, req.Op, opUpgrade, opStatus)
+		return fmt.Errorf("%w: unknown op %q (want %q, %q or %q)", errBadRequest, req.Op, opUpgrade, opUpgradeSupervisor, opStatus)
 	}
 	return nil
 }

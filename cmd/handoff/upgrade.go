@@ -18,7 +18,14 @@ configured one must be in allowed_binaries.
 
 Exit status: 0 committed (or dry run passed), 1 rolled back (the old daemon
 still serves; the reason is printed), 2 error (supervisor unreachable, another
-swap running, binary not allowed or not executable).`
+swap running, binary not allowed or not executable).
+
+With --supervisor the supervisor replaces its own binary in place (this
+program's path by default, or --binary, which must then be in
+allowed_binaries): same pid, same listening sockets, the incumbent untouched.
+Exit 0 when the new supervisor serves, 1 when it refused the carried state and
+the previous binary was restored, 2 when the new binary failed its pre-flight
+run (nothing was replaced) or on any other error.`
 
 // runUpgrade is `handoff upgrade`.
 func runUpgrade(args []string) int {
@@ -29,6 +36,7 @@ func runUpgrade(args []string) int {
 	cfgPath := fs.String("config", "", "the supervisor's config `file` (to find its trigger socket)")
 	socket := fs.String("socket", "", "the supervisor's trigger socket `path`")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines, as received")
+	self := fs.Bool("supervisor", false, "upgrade the supervisor itself in place (same pid, same sockets)")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -41,6 +49,13 @@ func runUpgrade(args []string) int {
 		return fail(err)
 	}
 	p := &upgradePrinter{w: os.Stdout, json: *asJSON}
+	if *self {
+		if *dryRun {
+			return fail(fmt.Errorf("handoff: --dry-run does not apply to --supervisor"))
+		}
+		req.Op = opUpgradeSupervisor
+		return upgradeSupervisor(path, req, p)
+	}
 	line, kind, err := call(path, req, p.progress)
 	if err != nil {
 		return fail(err)
