@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/handoff-go/handoff/internal/flock"
 	"github.com/handoff-go/handoff/internal/journal"
 	"github.com/handoff-go/handoff/internal/peer"
 	"github.com/handoff-go/handoff/internal/sysx"
@@ -41,18 +42,99 @@ func (s *Supervisor) ResumeFromJournal(ctx context.Context, spec SpawnSpec) (boo
 	if err := s.removeOrphan(rec); err != nil {
 		return false, err
 	}
-	pid, err := controlPeerPID(s.controlPath)
-	if err != nil {
-		s.logf().Info("handoff.recover", "incumbent", "none answers", "control", s.controlPath)
-		return false, nil
+	pid, found, err := s.findIncumbent(ctx, rec)
+	if err != nil || !found {
+		return false, err
 	}
-	if rec.Binary != "" && rec.IncumbentPID == pid {
-		spec.Binary = rec.Binary
-	}
+	spec.Binary = binaryOf(rec, pid, spec.Binary)
 	if err := s.adopt(ctx, pid, spec); err != nil {
 		return false, err
 	}
-	return true, s.record(journal.Record{Phase: journal.Idle, IncumbentPID: pid, IncumbentStart: s.current.start, Binary: spec.Binary})
+	return true, s.record(idleRecord(s.current))
+}
+
+// settleBudget bounds how long a restarted supervisor waits for the lock
+// holder and the control path owner to agree.
+const settleBudget = DefaultDeadline
+
+// findIncumbent waits until the ground truth settles: the process that
+// answers on the control socket path, which must also hold the data-dir
+// lock when the data directory is known. In between, a committed successor
+// may hold the lock but not have bound the path yet (the supervisor died
+// after Commit), or a sealed incumbent may be about to take its lock back:
+// adopting either side too early would leave the other unsupervised, and
+// cold-starting would bind new sockets beside live ones.
+func (s *Supervisor) findIncumbent(ctx context.Context, rec journal.Record) (int, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, settleBudget)
+	defer cancel()
+	for {
+		owner, ownerErr := controlPeerPID(s.controlPath)
+		holder := s.lockHolder()
+		switch {
+		case ownerErr == nil && (s.opts.dataDir == "" || holder == owner):
+			return owner, true, nil
+		case ownerErr != nil && holder == 0 && !committedSuccessorAlive(rec):
+			s.logf().Info("handoff.recover", "incumbent", "none answers", "control", s.controlPath)
+			return 0, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return s.unsettled(owner, ownerErr, holder)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// unsettled decides when the lock holder and the path owner never agreed:
+// someone answering is adopted (it serves); a lock holder that never
+// answers is an error an operator must see.
+func (s *Supervisor) unsettled(owner int, ownerErr error, holder int) (int, bool, error) {
+	if ownerErr == nil {
+		s.logf().Warn("handoff.recover", "adopting", owner, "lock_holder", holder, "warning", "lock holder and control path owner differ")
+		return owner, true, nil
+	}
+	return 0, false, fmt.Errorf("handoff: supervisor: pid %d holds the data-dir lock of %s but nothing answers on %s",
+		holder, s.opts.dataDir, s.controlPath)
+}
+
+// lockHolder is the pid holding the data-dir lock, read from /proc/locks
+// (never by taking the lock), or 0 when free or unknown.
+func (s *Supervisor) lockHolder() int {
+	if s.opts.dataDir == "" {
+		return 0
+	}
+	pid, err := flock.Holder(s.opts.dataDir)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// committedSuccessorAlive reports whether the journal says Committed and
+// the successor it names still lives: it may yet bind the control path.
+func committedSuccessorAlive(rec journal.Record) bool {
+	if rec.Phase != journal.Committed || rec.SuccessorPID == 0 {
+		return false
+	}
+	p, err := sysx.OpenProcess(rec.SuccessorPID, rec.SuccessorStart)
+	if err != nil {
+		return false
+	}
+	defer p.Close()
+	return !p.Exited()
+}
+
+// binaryOf is what the adopted process pid runs, by the journal: the
+// incumbent's binary, or the successor's when the successor is the one that
+// answers (it committed). Otherwise the configured binary.
+func binaryOf(rec journal.Record, pid int, configured string) string {
+	switch {
+	case pid == rec.IncumbentPID && rec.IncumbentBinary != "":
+		return rec.IncumbentBinary
+	case pid == rec.SuccessorPID && rec.Binary != "":
+		return rec.Binary
+	}
+	return configured
 }
 
 func (s *Supervisor) readJournal() (journal.Record, error) {

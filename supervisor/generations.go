@@ -150,7 +150,7 @@ func (s *Supervisor) startLocked(ctx context.Context, spec SpawnSpec) error {
 	s.current = g
 	s.mu.Unlock()
 	s.logf().Info("handoff.coldstart", "pid", g.pid, "binary", g.binary)
-	return s.record(journal.Record{Phase: journal.Idle, IncumbentPID: g.pid, IncumbentStart: g.start, Binary: g.binary})
+	return s.record(idleRecord(g))
 }
 
 // awaitControl waits until g answers on the control socket.
@@ -208,4 +208,9 @@ func helloBuildID(ctx context.Context, path string) string {
 		return h.BuildID
 	}
 	return ""
+}
+
+// idleRecord is the journal at rest: the incumbent and what it runs.
+func idleRecord(g *generation) journal.Record {
+	return journal.Record{Phase: journal.Idle, IncumbentPID: g.pid, IncumbentStart: g.start, IncumbentBinary: g.binary}
 }

@@ -64,8 +64,22 @@ func (s *Supervisor) restart(ctx context.Context, g *generation, backoff time.Du
 		return false, ctx.Err()
 	case <-time.After(backoff):
 	}
-	if err := s.startLocked(ctx, g.spec); err != nil {
+	if err := s.replaceCrashed(ctx, g.spec); err != nil {
 		s.logf().Error("handoff.crash", "err", err)
 	}
 	return true, nil
+}
+
+// replaceCrashed adopts whoever answers on the control path (an old
+// incumbent that resumed because the committed successor died before it
+// could serve), and cold-starts only when nobody does.
+func (s *Supervisor) replaceCrashed(ctx context.Context, spec SpawnSpec) error {
+	if pid, err := controlPeerPID(s.controlPath); err == nil {
+		s.logf().Warn("handoff.crash", "adopting", pid, "note", "a live daemon answers on the control path")
+		if err := s.adopt(ctx, pid, spec); err != nil {
+			return err
+		}
+		return s.record(idleRecord(s.current))
+	}
+	return s.startLocked(ctx, spec)
 }

@@ -116,13 +116,10 @@ func (w *swap) journalRecord() journal.Record {
 	rec := journal.Record{Phase: w.phase, HandoffID: w.out.HandoffID, Binary: w.out.Binary,
 		DryRun: w.spec.DryRun, AbortReason: w.out.Reason, StartedAt: w.begun}
 	if w.old != nil {
-		rec.IncumbentPID, rec.IncumbentStart = w.old.pid, w.old.start
+		rec.IncumbentPID, rec.IncumbentStart, rec.IncumbentBinary = w.old.pid, w.old.start, w.old.binary
 	}
 	if w.n != nil {
 		rec.SuccessorPID, rec.SuccessorStart = w.n.pid, w.n.start
-	}
-	if w.phase == journal.Idle && w.old != nil {
-		rec.Binary = w.old.binary // at rest the record names the incumbent's binary
 	}
 	return rec
 }

@@ -42,6 +42,9 @@ type Record struct {
 	// ticks after boot, as read from /proc/<pid>/stat).
 	IncumbentPID   int    `json:"incumbent_pid,omitempty"`
 	IncumbentStart uint64 `json:"incumbent_start,omitempty"`
+	// IncumbentBinary is the resolved path of the incumbent's executable:
+	// what a restart after a crash of the incumbent runs.
+	IncumbentBinary string `json:"incumbent_binary,omitempty"`
 	// SuccessorPID and SuccessorStart name the spawned successor.
 	SuccessorPID   int    `json:"successor_pid,omitempty"`
 	SuccessorStart uint64 `json:"successor_start,omitempty"`
