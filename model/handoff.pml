@@ -29,7 +29,9 @@
  *   CHECK_SUPERVISION   also check that the live supervisor watches the one
  *                       serving incumbent, and never binds new listeners
  *                       while a daemon holds the old ones (see README)
- *   FIX_SUPERVISOR      the supervisor changes proposed in the README
+ *   FIX_SUPERVISOR      the supervisor's recovery as implemented (adopt.go
+ *                       findIncumbent, restart.go replaceCrashed); without
+ *                       it the model shows the gaps the code once had
  */
 
 #ifndef MAXCRASH
