@@ -3,6 +3,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
@@ -70,10 +71,18 @@ func pathID(path string) (dev, ino uint64, err error) {
 	return st.Dev, st.Ino, nil
 }
 
-// takenOver reports whether another process has replaced our socket file at
-// the path: proof that a successor committed. A missing path is not proof.
+// takenOver reports whether the path no longer names the socket file we
+// bound: proof that a successor committed (DESIGN's recovery rule). A missing
+// path is proof too: nobody but a committed successor replaces the path (by
+// rename, so it is never missing meanwhile), and a process only ever unlinks
+// a path that is its own, so a missing path means a successor bound it and
+// has since stopped for good. Only an error other than "does not exist"
+// proves nothing.
 func (cs *controlSocket) takenOver() bool {
 	dev, ino, err := pathID(cs.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
 	if err != nil {
 		return false
 	}
