@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/handoff-go/handoff/internal/flock"
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // lockDirEnv passes the data directory to the lock helper roles.
@@ -20,9 +21,9 @@ const lockDirEnv = "HANDOFF_LOCK_TEST_DIR"
 // initialised before any init function runs).
 func init() {
 	// lock-hold: AcquireLock, print "locked", hold until stdin closes, release.
-	roles["lock-hold"] = roleLockHold
+	roles.Add("lock-hold", roleLockHold)
 	// lock-try: AcquireLock once; print "locked" (then release) or "held".
-	roles["lock-try"] = roleLockTry
+	roles.Add("lock-try", roleLockTry)
 }
 
 func roleLockHold() int {
@@ -59,20 +60,20 @@ func exitOnError(err error) int {
 }
 
 // startLockRole starts a lock helper on dir and checks its first line.
-func startLockRole(t *testing.T, role, dir, want string) *child {
+func startLockRole(t *testing.T, role, dir, want string) *testproc.Child {
 	t.Helper()
 	c := startRole(t, role, []string{lockDirEnv + "=" + dir}, nil)
-	if got := c.line(t); got != want {
+	if got := c.Line(t); got != want {
 		t.Fatalf("%s child said %q, want %q", role, got, want)
 	}
 	return c
 }
 
 // finish closes the child's stdin and reaps it; it must exit 0.
-func finish(t *testing.T, c *child) {
+func finish(t *testing.T, c *testproc.Child) {
 	t.Helper()
-	if code := c.wait(t); code != 0 {
-		t.Fatalf("child %d exited with %d, want 0", c.cmd.Process.Pid, code)
+	if code := c.Wait(t).ExitStatus(); code != 0 {
+		t.Fatalf("child %d exited with %d, want 0", c.Pid(), code)
 	}
 }
 
@@ -130,10 +131,8 @@ func TestAcquireOrBreakStale_crashedAndLiveHolders(t *testing.T) {
 	if _, err := AcquireLock(dir); !errors.Is(err, ErrLockHeld) {
 		t.Fatalf("AcquireLock with a live holder: %v, want ErrLockHeld", err)
 	}
-	if err := live.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	if code := live.wait(t); code != -1 {
+	live.Signal(t, syscall.SIGKILL)
+	if code := live.Wait(t).ExitStatus(); code != -1 {
 		t.Fatalf("holder exit code %d, want -1 (killed)", code)
 	}
 

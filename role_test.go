@@ -160,8 +160,8 @@ func fdState() (inheritable []int, links []string) {
 func runReport(t *testing.T, env []string, extra []*os.File) detectReport {
 	t.Helper()
 	c := startRole(t, "detect-report", env, extra)
-	line := c.line(t)
-	if code := c.wait(t); code != 0 {
+	line := c.Line(t)
+	if code := c.Wait(t).ExitStatus(); code != 0 {
 		t.Fatalf("detect-report exited %d (output %q)", code, line)
 	}
 	var r detectReport
@@ -183,7 +183,7 @@ func TestDetectRole_servesEveryKind(t *testing.T) {
 	gram := listenUnixgram(t, filepath.Join(dir, "g"))
 	extra, env := buildSpawn(t, nil, "tcp", tcp, "unix", ux, "udp", udp, "gram", gram)
 	c := startRole(t, "detect-echo", env, extra)
-	if got := c.line(t); got != "ready" {
+	if got := c.Line(t); got != "ready" {
 		t.Fatalf("child said %q, want ready", got)
 	}
 	wants := []struct{ got, want string }{
@@ -197,7 +197,7 @@ func TestDetectRole_servesEveryKind(t *testing.T) {
 			t.Errorf("echo = %q, want %q", w.got, w.want)
 		}
 	}
-	if code := c.wait(t); code != 0 {
+	if code := c.Wait(t).ExitStatus(); code != 0 {
 		t.Errorf("child exited %d", code)
 	}
 	for _, p := range []string{ux.Addr().String(), gram.LocalAddr().String()} {
@@ -222,7 +222,7 @@ func TestDetectRole_servesConnectionQueuedBeforeStart(t *testing.T) {
 	if got := readLine(t, conn); got != "http:early" {
 		t.Errorf("queued connection got %q, want http:early", got)
 	}
-	if code := c.wait(t); code != 0 {
+	if code := c.Wait(t).ExitStatus(); code != 0 {
 		t.Errorf("child exited %d", code)
 	}
 }
@@ -363,13 +363,13 @@ func handToChild(t *testing.T, ls *Listeners, addr, msg string) {
 		t.Fatal(err)
 	}
 	c := startRole(t, "detect-echo", env, extra)
-	if got := c.line(t); got != "ready" {
+	if got := c.Line(t); got != "ready" {
 		t.Fatalf("child said %q, want ready", got)
 	}
 	if got := askStream(t, "tcp", addr, msg); got != "http:"+msg {
 		t.Errorf("echo = %q, want %q", got, "http:"+msg)
 	}
-	if code := c.wait(t); code != 0 {
+	if code := c.Wait(t).ExitStatus(); code != 0 {
 		t.Errorf("child exited %d", code)
 	}
 }

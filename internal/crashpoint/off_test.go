@@ -3,9 +3,10 @@
 package crashpoint
 
 import (
-	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // Without the build tag Hit must never act, whatever the environment says:
@@ -23,14 +24,12 @@ func TestHit_offBuildIsNoOp(t *testing.T) {
 		Hit(p) // would kill this test binary if armed
 	}
 
-	checkLeaks(t)
-	var out bytes.Buffer
-	cmd := hitCommand(t, SuccessorAfterBegin, EnvCrashAt+"="+string(SuccessorAfterBegin))
-	cmd.Stdout = &out
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("child armed at its point: %v, want a clean exit", err)
+	testproc.CheckLeaks(t)
+	c := startHit(t, SuccessorAfterBegin, EnvCrashAt+"="+string(SuccessorAfterBegin))
+	if ws := c.Wait(t); !ws.Exited() || ws.ExitStatus() != 0 {
+		t.Fatalf("child armed at its point: status %v, want a clean exit", ws)
 	}
-	if out.String() != "survived\n" {
-		t.Fatalf("child printed %q, want survived", out.String())
+	if out := c.Output(t); out != "survived\n" {
+		t.Fatalf("child printed %q, want survived", out)
 	}
 }

@@ -3,14 +3,13 @@
 package crashpoint
 
 import (
-	"bytes"
-	"errors"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func TestHit_killsAtArmedPoint(t *testing.T) {
@@ -31,22 +30,18 @@ func TestHit_killsAtArmedPoint(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkLeaks(t)
-			var out bytes.Buffer
-			cmd := hitCommand(t, tc.hit, EnvCrashAt+"="+tc.crashAt)
-			cmd.Stdout = &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			ws := waitStatus(t, cmd)
+			testproc.CheckLeaks(t)
+			c := startHit(t, tc.hit, EnvCrashAt+"="+tc.crashAt)
+			ws := c.Wait(t)
+			out := c.Output(t)
 			if tc.wantDie {
-				if !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out.Len() != 0 {
-					t.Fatalf("status %v, output %q; want killed by SIGKILL before printing", ws, out.String())
+				if !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+					t.Fatalf("status %v, output %q; want killed by SIGKILL before printing", ws, out)
 				}
 				return
 			}
-			if ws.ExitStatus() != 0 || out.String() != "survived\n" {
-				t.Fatalf("status %v, output %q; want a clean exit after the point", ws, out.String())
+			if ws.ExitStatus() != 0 || out != "survived\n" {
+				t.Fatalf("status %v, output %q; want a clean exit after the point", ws, out)
 			}
 		})
 	}
@@ -76,20 +71,15 @@ func readNotify(t *testing.T, c *net.UnixConn) string {
 }
 
 func TestHit_notifiesThenKills(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	sock, path := listenNotify(t)
-	var out bytes.Buffer
-	cmd := hitCommand(t, SupervisorAfterJournalCommitted,
+	c := startHit(t, SupervisorAfterJournalCommitted,
 		EnvCrashAt+"="+string(SupervisorAfterJournalCommitted), EnvNotify+"="+path)
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	if got := readNotify(t, sock); got != string(SupervisorAfterJournalCommitted) {
 		t.Fatalf("notified %q, want %q", got, SupervisorAfterJournalCommitted)
 	}
-	if ws := waitStatus(t, cmd); !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out.Len() != 0 {
-		t.Fatalf("status %v, output %q; want killed by SIGKILL", ws, out.String())
+	if ws, out := c.Wait(t), c.Output(t); !ws.Signaled() || ws.Signal() != syscall.SIGKILL || out != "" {
+		t.Fatalf("status %v, output %q; want killed by SIGKILL", ws, out)
 	}
 }
 
@@ -97,32 +87,15 @@ func TestHit_notifiesThenKills(t *testing.T) {
 // SIGTERM sent after the notification is what ends it (a self-inflicted
 // SIGKILL would show instead if it had not paused).
 func TestHit_pauseBlocksUntilKilledFromOutside(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	sock, path := listenNotify(t)
-	var out bytes.Buffer
-	cmd := hitCommand(t, IncumbentAfterUnlockBeforeSealComplete,
+	c := startHit(t, IncumbentAfterUnlockBeforeSealComplete,
 		EnvCrashAt+"="+string(IncumbentAfterUnlockBeforeSealComplete), EnvNotify+"="+path, EnvMode+"=pause")
-	cmd.Stdout = &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
 	if got := readNotify(t, sock); got != string(IncumbentAfterUnlockBeforeSealComplete) {
 		t.Fatalf("notified %q, want %q", got, IncumbentAfterUnlockBeforeSealComplete)
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
+	c.Signal(t, syscall.SIGTERM)
+	if ws, out := c.Wait(t), c.Output(t); !ws.Signaled() || ws.Signal() != syscall.SIGTERM || out != "" {
+		t.Fatalf("status %v, output %q; want killed by our SIGTERM while paused", ws, out)
 	}
-	if ws := waitStatus(t, cmd); !ws.Signaled() || ws.Signal() != syscall.SIGTERM || out.Len() != 0 {
-		t.Fatalf("status %v, output %q; want killed by our SIGTERM while paused", ws, out.String())
-	}
-}
-
-// waitStatus reaps cmd and returns its wait status.
-func waitStatus(t *testing.T, cmd *exec.Cmd) syscall.WaitStatus {
-	t.Helper()
-	var exitErr *exec.ExitError
-	if err := cmd.Wait(); err != nil && !errors.As(err, &exitErr) {
-		t.Fatal(err)
-	}
-	return cmd.ProcessState.Sys().(syscall.WaitStatus)
 }

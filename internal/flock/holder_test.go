@@ -4,21 +4,23 @@ import (
 	"errors"
 	"os"
 	"testing"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // DESIGN section 2 "S on restart": the holder is found without taking the lock.
 func TestHolder_otherProcessSelfAndFree(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	dir := t.TempDir()
 	if pid, err := Holder(dir); err != nil || pid != 0 {
 		t.Fatalf("Holder without a lock file = %d, %v; want 0, nil", pid, err)
 	}
 	holder := startRole(t, "hold-lock", dir)
-	holder.expect(t, "locked")
-	if pid, err := Holder(dir); err != nil || pid != holder.pid() {
-		t.Fatalf("Holder = %d, %v; want the child %d", pid, err, holder.pid())
+	holder.Expect(t, "locked")
+	if pid, err := Holder(dir); err != nil || pid != holder.Pid() {
+		t.Fatalf("Holder = %d, %v; want the child %d", pid, err, holder.Pid())
 	}
-	holder.wait(t)
+	holder.Wait(t)
 	if pid, err := Holder(dir); err != nil || pid != 0 {
 		t.Fatalf("Holder after the child released = %d, %v; want 0, nil", pid, err)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/handoff-go/handoff/internal/sysx"
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func mustAcquire(t *testing.T, dir string) *Lock {
@@ -40,24 +41,24 @@ func wantRefused(t *testing.T, err error) {
 
 // Invariant 1: at most one process holds the data-dir lock.
 func TestAcquire_refusedWhileAnotherProcessHolds(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	dir := t.TempDir()
 	holder := startRole(t, "hold-lock", dir)
-	holder.expect(t, "locked")
-	wantPidFile(t, dir, holder.pid())
+	holder.Expect(t, "locked")
+	wantPidFile(t, dir, holder.Pid())
 
 	_, err := Acquire(dir)
 	if !errors.Is(err, ErrLockHeld) {
 		t.Fatalf("Acquire while held: %v, want ErrLockHeld", err)
 	}
-	if !strings.Contains(err.Error(), strconv.Itoa(holder.pid())) {
-		t.Fatalf("error %q does not name the holder pid %d", err, holder.pid())
+	if !strings.Contains(err.Error(), strconv.Itoa(holder.Pid())) {
+		t.Fatalf("error %q does not name the holder pid %d", err, holder.Pid())
 	}
 	other := startRole(t, "try-lock", dir)
-	other.expect(t, "held")
-	other.wait(t)
+	other.Expect(t, "held")
+	other.Wait(t)
 
-	holder.wait(t) // closes its stdin: it releases and exits
+	holder.Wait(t) // closes its stdin: it releases and exits
 	l := mustAcquire(t, dir)
 	wantPidFile(t, dir, os.Getpid())
 	if err := l.Release(); err != nil {
@@ -68,12 +69,12 @@ func TestAcquire_refusedWhileAnotherProcessHolds(t *testing.T) {
 // A holder that crashed (SIGKILL: no release, its pid file left behind) does
 // not keep a cold start out.
 func TestAcquireOrBreakStale_holderKilled(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	dir := t.TempDir()
 	holder := startRole(t, "hold-lock", dir)
-	holder.expect(t, "locked")
-	holder.sigkill(t)
-	wantPidFile(t, dir, holder.pid()) // the crash left it
+	holder.Expect(t, "locked")
+	holder.Crash(t)
+	wantPidFile(t, dir, holder.Pid()) // the crash left it
 
 	l, err := AcquireOrBreakStale(dir)
 	if err != nil {
@@ -108,18 +109,18 @@ func TestAcquireOrBreakStale_liveHolderNeverBroken(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			checkLeaks(t)
+			testproc.CheckLeaks(t)
 			dir := t.TempDir()
 			holder := startRole(t, "hold-lock", dir)
-			holder.expect(t, "locked")
+			holder.Expect(t, "locked")
 			tc.pidFile(t, filepath.Join(dir, PidFileName))
 
 			_, err := AcquireOrBreakStale(dir)
 			wantRefused(t, err)
-			if pid, err := Holder(dir); err != nil || pid != holder.pid() {
-				t.Fatalf("after the refusal Holder = %d, %v; want the live holder %d", pid, err, holder.pid())
+			if pid, err := Holder(dir); err != nil || pid != holder.Pid() {
+				t.Fatalf("after the refusal Holder = %d, %v; want the live holder %d", pid, err, holder.Pid())
 			}
-			if ws := holder.wait(t); ws.ExitStatus() != 0 {
+			if ws := holder.Wait(t); ws.ExitStatus() != 0 {
 				t.Fatalf("holder exit status %v, want 0 (its release must succeed)", ws)
 			}
 		})
@@ -130,14 +131,14 @@ func TestAcquireOrBreakStale_liveHolderNeverBroken(t *testing.T) {
 // child caught between fork and exec would have) still holds it: the retry
 // on the same inode must give up and refuse, never take a second lock.
 func TestAcquireOrBreakStale_deadRecordedHolderButStillHeld(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	dir := t.TempDir()
 	dead := startRole(t, "sleep", dir)
-	dead.expect(t, "ready")
-	dead.wait(t)
+	dead.Expect(t, "ready")
+	dead.Wait(t)
 
 	l := mustAcquire(t, dir) // another open file description of the lock file
-	deadRecord := []byte(strconv.Itoa(dead.pid()) + " 1\n")
+	deadRecord := []byte(strconv.Itoa(dead.Pid()) + " 1\n")
 	pidPath := filepath.Join(dir, PidFileName)
 	if err := os.WriteFile(pidPath, deadRecord, 0o644); err != nil {
 		t.Fatal(err)
@@ -181,20 +182,20 @@ func TestAcquireOrBreakStale_reusedPidIsDeadButLockStaysSafe(t *testing.T) {
 // Section 4: every other fd is close-on-exec; a spawned successor must never
 // inherit the lock (it would keep it held after the parent released it).
 func TestAcquire_lockIsCloseOnExec(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	dir := t.TempDir()
 	l := mustAcquire(t, dir)
 	sleeper := startRole(t, "sleep", dir)
-	sleeper.expect(t, "ready")
-	assertNoFDFor(t, sleeper.pid(), filepath.Join(dir, LockFileName))
+	sleeper.Expect(t, "ready")
+	assertNoFDFor(t, sleeper.Pid(), filepath.Join(dir, LockFileName))
 
 	if err := l.Release(); err != nil {
 		t.Fatal(err)
 	}
 	third := startRole(t, "try-lock", dir)
-	third.expect(t, "locked")
-	third.wait(t)
-	sleeper.wait(t)
+	third.Expect(t, "locked")
+	third.Wait(t)
+	sleeper.Wait(t)
 }
 
 func assertNoFDFor(t *testing.T, pid int, path string) {

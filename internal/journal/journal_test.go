@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/sysx"
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func testRecord() Record {
@@ -199,13 +200,14 @@ func TestWrite_rejectsBadRecords(t *testing.T) {
 // Durability smoke test: a record written by a process that is killed with
 // SIGKILL right after Write returned is there for the next reader.
 func TestWrite_survivesSIGKILLOfWriter(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	path := filepath.Join(t.TempDir(), "kvd.journal")
 	if err := Write(path, Record{Phase: Sealing}); err != nil {
 		t.Fatal(err)
 	}
-	cmd := startRole(t, "write-journal", path, "written")
-	sigkillAndReap(t, cmd)
+	c := roles.Start(t, "write-journal", testproc.Spec{Env: []string{pathEnv + "=" + path}})
+	c.Expect(t, "written")
+	c.Crash(t) // no deferred cleanup, no flush
 	got, err := Read(path)
 	if err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"net"
 	"syscall"
 	"testing"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func listenTCP(t *testing.T) *net.TCPListener {
@@ -33,7 +35,7 @@ func wantNonblock(t *testing.T, what string, c syscall.Conn, want bool) {
 // incumbent's own listener to blocking mode (its accept loop could no longer be
 // interrupted for a drain). exec.Cmd calls Fd on every ExtraFiles entry.
 func TestDupFile_keepsNonblockThroughExtraFiles(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	ln := listenTCP(t)
 	wantNonblock(t, "fresh listener", ln, true)
 	for i := range 3 { // handed out several times, as across several swaps
@@ -42,11 +44,11 @@ func TestDupFile_keepsNonblockThroughExtraFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := startRole(t, "fd3-nonblock", dup)
-		if got := c.line(t); got != "nonblock=true" {
+		if got := c.Line(t); got != "nonblock=true" {
 			t.Fatalf("spawn %d: child reports %q for its fd 3, want nonblock=true", i, got)
 		}
 		dup.Close()
-		c.wait(t)
+		c.Wait(t)
 		wantNonblock(t, "listener after handing a dup to a child", ln, true)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func TestParseProcStat_commandNameWithParens(t *testing.T) {
@@ -46,17 +48,17 @@ func TestParseProcStat_commandNameWithParens(t *testing.T) {
 }
 
 func TestProcStartTime_selfAndChild(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	self, err := ProcStartTime(os.Getpid())
 	if err != nil || self == 0 {
 		t.Fatalf("ProcStartTime(self) = %d, %v; want a positive tick count", self, err)
 	}
 	c := startRole(t, "print-start")
-	reported, err := strconv.ParseUint(c.line(t), 10, 64)
+	reported, err := strconv.ParseUint(c.Line(t), 10, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := ProcStartTime(c.pid())
+	got, err := ProcStartTime(c.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,27 +68,27 @@ func TestProcStartTime_selfAndChild(t *testing.T) {
 	if got < self {
 		t.Fatalf("child started at %d, before its parent at %d", got, self)
 	}
-	c.wait(t)
-	if _, err := ProcStartTime(c.pid()); !errors.Is(err, ErrProcessGone) {
+	c.Wait(t)
+	if _, err := ProcStartTime(c.Pid()); !errors.Is(err, ErrProcessGone) {
 		t.Fatalf("ProcStartTime(reaped child) error = %v, want ErrProcessGone", err)
 	}
 }
 
 func TestOpenProcess_signalAndWait(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	c := startRole(t, "sleep")
-	c.line(t)
-	start, err := ProcStartTime(c.pid())
+	c.Line(t)
+	start, err := ProcStartTime(c.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := OpenProcess(c.pid(), start)
+	p, err := OpenProcess(c.Pid(), start)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if p.PID() != c.pid() || p.StartTime() != start {
-		t.Fatalf("Process names pid %d start %d, want %d %d", p.PID(), p.StartTime(), c.pid(), start)
+	if p.PID() != c.Pid() || p.StartTime() != start {
+		t.Fatalf("Process names pid %d start %d, want %d %d", p.PID(), p.StartTime(), c.Pid(), start)
 	}
 	// The child blocks on its stdin, which stays open: it cannot have exited.
 	if p.Exited() {
@@ -100,10 +102,10 @@ func TestOpenProcess_signalAndWait(t *testing.T) {
 		t.Fatal("Exited() = false after Wait returned")
 	}
 	// Exited but not reaped: a zombie, which is not alive.
-	if Alive(c.pid()) {
+	if Alive(c.Pid()) {
 		t.Fatal("Alive(zombie) = true")
 	}
-	if ws := c.wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+	if ws := c.Wait(t); !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
 		t.Fatalf("child wait status %v, want killed by SIGTERM", ws)
 	}
 	if err := p.Signal(syscall.SIGTERM); !errors.Is(err, ErrProcessGone) {
@@ -121,29 +123,29 @@ func waitCtx(t *testing.T, p *Process) {
 }
 
 func TestOpenProcess_rejectsReusedPid(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	c := startRole(t, "sleep")
-	c.line(t)
-	start, err := ProcStartTime(c.pid())
+	c.Line(t)
+	start, err := ProcStartTime(c.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A recorded start time that differs is what a recycled pid looks like.
-	_, err = OpenProcess(c.pid(), start+1)
+	_, err = OpenProcess(c.Pid(), start+1)
 	if !errors.Is(err, ErrPidReused) || !errors.Is(err, ErrProcessGone) {
 		t.Fatalf("OpenProcess with a wrong start time: %v, want ErrPidReused and ErrProcessGone", err)
 	}
-	c.wait(t)
-	if _, err := OpenProcess(c.pid(), start); !errors.Is(err, ErrProcessGone) {
+	c.Wait(t)
+	if _, err := OpenProcess(c.Pid(), start); !errors.Is(err, ErrProcessGone) {
 		t.Fatalf("OpenProcess of a reaped child: %v, want ErrProcessGone", err)
 	}
 }
 
 func TestProcessWait_contextEnds(t *testing.T) {
-	checkLeaks(t)
+	testproc.CheckLeaks(t)
 	c := startRole(t, "sleep")
-	c.line(t)
-	p, err := OpenProcess(c.pid(), 0)
+	c.Line(t)
+	p, err := OpenProcess(c.Pid(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +162,7 @@ func TestProcessWait_contextEnds(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitCtx(t, p)
-	c.wait(t)
+	c.Wait(t)
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}

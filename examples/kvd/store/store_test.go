@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 var quiet = WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -300,7 +302,7 @@ func TestStore_syncIsABarrier(t *testing.T) {
 
 func TestPut_durableWhenChildKilledRightAfterAck(t *testing.T) {
 	dir := t.TempDir()
-	c := startRole(t, "writer", "KVD_STORE_DIR="+dir)
+	c := roles.Start(t, "writer", testproc.Spec{Env: []string{"KVD_STORE_DIR=" + dir}})
 	acked := map[string]uint64{}
 	record := func(line string) {
 		var key string
@@ -311,10 +313,10 @@ func TestPut_durableWhenChildKilledRightAfterAck(t *testing.T) {
 		acked[key] = rev
 	}
 	for len(acked) < 2000 {
-		record(c.line(t))
+		record(c.Line(t))
 	}
-	c.kill() // SIGKILL while the writers are mid-flight
-	for _, l := range c.rest() {
+	c.Kill() // SIGKILL while the writers are mid-flight
+	for _, l := range completeLines(c.Output(t)) {
 		record(l)
 	}
 
