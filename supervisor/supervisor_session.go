@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/handoff-go/handoff/internal/crashpoint"
@@ -232,7 +233,7 @@ func (w *swap) successorLost(waiting string, err error) error {
 	if errors.Is(err, wire.ErrPeerTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return fail(wire.ReasonTimeout, "successor did not send %s in time: %w", waiting, err)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || w.n.hasExited() {
+	if peerGone(err) || w.n.hasExited() {
 		select {
 		case <-w.n.exited:
 		case <-time.After(w.s.opts.killGrace):
@@ -242,12 +243,20 @@ func (w *swap) successorLost(waiting string, err error) error {
 	return fail(wire.ReasonProtocol, "successor, waiting for %s: %w", waiting, err)
 }
 
+// peerGone reports whether err means the peer's end of the connection is
+// gone: EOF, our own close, or the kernel's reset or broken pipe when the
+// peer died with data unread.
+func peerGone(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
 // incumbentLost classifies an error on the incumbent's connection.
 func incumbentLost(waiting string, err error) error {
 	if errors.Is(err, wire.ErrPeerTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return fail(wire.ReasonTimeout, "incumbent did not send %s in time: %w", waiting, err)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if peerGone(err) {
 		return fail(wire.ReasonPeerLost, "incumbent went away before %s: %w", waiting, err)
 	}
 	return fail(wire.ReasonProtocol, "incumbent, waiting for %s: %w", waiting, err)
