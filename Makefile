@@ -18,5 +18,9 @@ bench:
 bench-full:
 	cd bench && go run . -full -out ../BENCHMARKS.md
 
+# The long chaos soak (test/soak_test.go), without the race detector for speed;
+# progress every 25 swaps; the figures go into RELIABILITY.md (the test runs in test/).
+# Replay a failure with SEED=<the seed it printed>.
+SEED ?= 0
 soak:
-	go test -tags 'chaos handoff_crashpoints' -run Soak -count=1 -timeout 6h ./test/ -args -handoffs=1000
+	go test -v -tags 'chaos handoff_crashpoints' -run '^TestSoak$$' -count=1 -timeout 6h ./test/ -args -handoffs=1000 -seed=$(SEED) -report=../RELIABILITY.md

@@ -36,6 +36,7 @@ if [ -n "$unformatted" ]; then echo "not gofmt-ed: $unformatted"; exit 1; fi
 step "go vet"
 go vet ./...
 go vet -tags handoff_crashpoints ./...
+go vet -tags "chaos handoff_crashpoints" ./test/
 
 step "staticcheck"
 go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
@@ -45,6 +46,9 @@ go test -race -count=1 -timeout 20m ./...
 
 step "crash-point tests (build tag handoff_crashpoints, race detector)"
 go test -race -count=1 -timeout 20m -tags handoff_crashpoints ./internal/crashpoint/ ./test/...
+
+step "chaos soak, short (build tags chaos handoff_crashpoints, race detector, 50 swaps)"
+go test -race -count=1 -timeout 20m -tags 'chaos handoff_crashpoints' -run '^TestSoak$' ./test/ -args -handoffs=50
 
 step "fuzzing, $FUZZTIME per target"
 go test -run '^$' -fuzz '^FuzzReadFrame$' -fuzztime "$FUZZTIME" ./internal/wire/
