@@ -37,6 +37,7 @@ type conn struct {
 	refused  bool      // guarded by s.mu: bytes arrived after Seal
 	fresh    bool      // guarded by s.mu: no byte read yet
 	accepted time.Time // when the listener returned it
+	idleAt   time.Time // guarded by s.mu: when it last turned idle after a response
 }
 
 // trackedListener wraps every accepted connection.
@@ -180,6 +181,7 @@ func (s *Server) track(c *conn, st http.ConnState) bool {
 		}
 	case http.StateIdle:
 		s.setPhaseLocked(c, idle)
+		c.idleAt = time.Now()
 		return s.sealed
 	case http.StateClosed, http.StateHijacked:
 		s.setPhaseLocked(c, idle)

@@ -14,7 +14,9 @@ import (
 // close", and the connection is closed after it. Drain returns when no
 // request is in progress and every connection accepted before the drain
 // has sent its first request (or stayed silent for the new-connection
-// grace, see [WithNewConnGrace]), with the number of connections still
+// grace, see [WithNewConnGrace]) and every keep-alive connection has been
+// idle for the idle-quiet time (see [WithIdleQuiet]), with the number of
+// connections still
 // open (idle ones, which Seal closes). If ctx ends first it returns ctx's
 // error; call [Server.Resume] to undo the drain.
 func (s *Server) Drain(ctx context.Context) (open int, err error) {
@@ -79,7 +81,7 @@ func (s *Server) waitQuiet(ctx context.Context, fresh bool) error {
 		if !fresh {
 			return true, 0
 		}
-		wait := s.freshWaitLocked()
+		wait := max(s.freshWaitLocked(), s.warmWaitLocked())
 		return wait == 0, wait
 	})
 	if err != nil {
@@ -97,6 +99,23 @@ func (s *Server) freshWaitLocked() time.Duration {
 	now := time.Now()
 	for c := range s.conns {
 		if left := c.accepted.Add(s.grace).Sub(now); c.fresh && left > wait {
+			wait = left
+		}
+	}
+	return wait
+}
+
+// warmWaitLocked returns how long until the most recently active idle
+// keep-alive connection has been quiet for the idle-quiet time (0: none is
+// warm).
+func (s *Server) warmWaitLocked() time.Duration {
+	var wait time.Duration
+	now := time.Now()
+	for c := range s.conns {
+		if c.phase != idle || c.fresh || c.idleAt.IsZero() {
+			continue
+		}
+		if left := c.idleAt.Add(s.quiet).Sub(now); left > wait {
 			wait = left
 		}
 	}

@@ -514,3 +514,50 @@ func TestDrain_newConnGraceZero(t *testing.T) {
 		t.Fatalf("Drain = %d open, %v; want 1 open and no wait", open, err)
 	}
 }
+
+// TestDrain_waitsForWarmKeepAlive: a keep-alive connection that answered a
+// request a moment ago is about to carry the next one, so Drain waits for
+// it to go quiet (or to get its "Connection: close" answer) instead of
+// leaving it to Seal with a request on the way; with no idle-quiet time it
+// does not wait.
+func TestDrain_waitsForWarmKeepAlive(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		quiet time.Duration
+		waits bool
+	}{
+		{name: "warm connection holds the drain", quiet: time.Hour, waits: true},
+		{name: "no idle-quiet time", quiet: 0, waits: false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln := listenTCP(t)
+			s := New(&http.Server{Handler: echo, ErrorLog: log.New(io.Discard, "", 0)}, WithIdleQuiet(tc.quiet))
+			errc := make(chan error, 1)
+			go func() { errc <- s.Serve(ln) }()
+			defer func() { s.Close(); <-errc }()
+			tr := &http.Transport{}
+			defer tr.CloseIdleConnections()
+			resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			ctx := testCtx(t)
+			if err := s.waitFor(ctx, func() bool { return s.busy == 0 && len(s.conns) == 1 }); err != nil {
+				t.Fatal(err)
+			}
+			if !tc.waits { // the generous deadline only turns a hang into a failure
+				if _, err := s.Drain(ctx); err != nil {
+					t.Fatalf("Drain = %v; want no wait", err)
+				}
+				return
+			}
+			short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			defer cancel()
+			if _, err := s.Drain(short); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Drain = %v; want it to wait for the warm connection until its deadline", err)
+			}
+		})
+	}
+}

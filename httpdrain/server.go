@@ -13,6 +13,7 @@ import (
 // Server drains an [http.Server] for a handoff. Create it with [New].
 type Server struct {
 	grace    time.Duration
+	quiet    time.Duration
 	srv      *http.Server
 	inner    http.Handler
 	userHook func(net.Conn, http.ConnState)
@@ -43,6 +44,10 @@ type loop struct {
 // connection accepted before the drain to send its first request.
 const DefaultNewConnGrace = time.Second
 
+// DefaultIdleQuiet is how long, by default, a keep-alive connection must
+// have been idle before Drain counts it as quiet.
+const DefaultIdleQuiet = 100 * time.Millisecond
+
 // Option configures a [Server].
 type Option func(*Server)
 
@@ -57,14 +62,24 @@ type Option func(*Server)
 // at once.
 func WithNewConnGrace(d time.Duration) Option { return func(s *Server) { s.grace = d } }
 
+// WithIdleQuiet sets how long a keep-alive connection must have been idle
+// before Drain stops waiting for it. A client in a closed loop sends its
+// next request on the connection right after the previous response; Drain
+// waits for that request and answers it with "Connection: close", so the
+// client moves to a new connection (which waits in the listen backlog for
+// the successor) instead of meeting a close at Seal with its request on
+// the way. A connection idle for longer is left to Seal. It delays a drain
+// by at most this much. Default: [DefaultIdleQuiet]; 0 does not wait.
+func WithIdleQuiet(d time.Duration) Option { return func(s *Server) { s.quiet = d } }
+
 // New wraps srv. It takes over srv.Handler (nil means
 // [http.DefaultServeMux]), srv.ConnState and srv.ConnContext, calling the
 // previous ones; do not change these fields afterwards, and call the
 // Server's methods instead of srv.Serve, srv.Shutdown or srv.Close.
 func New(srv *http.Server, opts ...Option) *Server {
 	s := &Server{
-		grace: DefaultNewConnGrace,
-		srv:   srv, inner: srv.Handler, userHook: srv.ConnState, userCtx: srv.ConnContext,
+		grace: DefaultNewConnGrace, quiet: DefaultIdleQuiet,
+		srv: srv, inner: srv.Handler, userHook: srv.ConnState, userCtx: srv.ConnContext,
 		conns: make(map[*conn]struct{}), loops: make(map[*loop]struct{}),
 		changed: make(chan struct{}), closedCh: make(chan struct{}),
 	}
