@@ -33,8 +33,8 @@ import (
 // binds its listeners (SetListeners) and cold-starts (Start). spec is what
 // a crash restart of an adopted incumbent runs.
 func (s *Supervisor) ResumeFromJournal(ctx context.Context, spec SpawnSpec) (bool, error) {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
 	rec, err := s.readJournal()
 	if err != nil {
 		return false, err

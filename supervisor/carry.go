@@ -88,8 +88,8 @@ type carriedGen struct {
 // configuration), nothing is replaced. It only returns on failure, with
 // everything as it was.
 func (s *Supervisor) Reexec(binary string, argv, env []string, extra []Listener) error {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
 	if err := preflight(binary, argv, env); err != nil {
 		return err
 	}

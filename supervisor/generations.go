@@ -126,8 +126,8 @@ func checkPeer(c *net.UnixConn, pid int) error {
 // and without a predecessor, and returns once the daemon answers on its
 // control socket (or fails if it exits first).
 func (s *Supervisor) Start(ctx context.Context, spec SpawnSpec) error {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
 	if err := s.ctxErr(ctx); err != nil {
 		return err
 	}
@@ -176,8 +176,8 @@ func (s *Supervisor) awaitControl(ctx context.Context, g *generation, budget tim
 // exits) and waits for it, up to grace, then kills it. Old generations still
 // exiting are stopped too.
 func (s *Supervisor) Stop(grace time.Duration) {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
 	s.mu.Lock()
 	gens := append([]*generation{s.current}, s.draining...)
 	s.current, s.draining = nil, nil

@@ -9,12 +9,13 @@ import (
 const (
 	restartMin    = 100 * time.Millisecond
 	restartMax    = 30 * time.Second
-	restartStable = time.Minute // an incumbent that lived this long resets the back-off
+	restartStable = time.Minute // a restarted incumbent that lived this long resets the back-off
 )
 
 // Run keeps an incumbent serving until ctx ends. When the incumbent exits
 // on its own (a crash, not a committed swap) it restarts the binary of the
-// last committed generation with exponential back-off. The listening
+// last committed generation, with an exponential back-off while restarted
+// generations keep crashing (a crash loop). The listening
 // sockets stay open meanwhile, so clients wait in the backlog instead of
 // being refused. Start (or an adoption) must have run first.
 func (s *Supervisor) Run(ctx context.Context) error {
@@ -31,8 +32,8 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			return ctx.Err()
 		case <-g.exited:
 		}
-		if time.Since(g.startedAt) >= restartStable {
-			backoff = restartMin
+		if !g.restarted || time.Since(g.startedAt) >= restartStable {
+			backoff = restartMin // not a crash loop: restart at once
 		}
 		restarted, err := s.restart(ctx, g, backoff)
 		if err != nil {
@@ -46,15 +47,11 @@ func (s *Supervisor) Run(ctx context.Context) error {
 }
 
 // restart replaces a crashed incumbent g after a back-off pause, unless a
-// swap replaced it meanwhile. It holds the swap lock, so it never races a
-// handoff.
+// swap replaced it meanwhile. The pause is spent outside the exclusive
+// section, so a handoff to a fixed binary is not held up by it; the
+// replacement itself runs inside it, so it never races a handoff.
 func (s *Supervisor) restart(ctx context.Context, g *generation, backoff time.Duration) (bool, error) {
-	s.swapMu.Lock()
-	defer s.swapMu.Unlock()
-	s.mu.Lock()
-	crashed := s.current == g
-	s.mu.Unlock()
-	if !crashed {
+	if !s.isCurrent(g) {
 		return false, nil
 	}
 	s.logf().Warn("handoff.crash", "pid", g.pid, "status", g.exitStatus(), "restart_in", backoff)
@@ -64,10 +61,21 @@ func (s *Supervisor) restart(ctx context.Context, g *generation, backoff time.Du
 		return false, ctx.Err()
 	case <-time.After(backoff):
 	}
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
+	if !s.isCurrent(g) {
+		return false, nil
+	}
 	if err := s.replaceCrashed(ctx, g.spec); err != nil {
 		s.logf().Error("handoff.crash", "err", err)
 	}
 	return true, nil
+}
+
+func (s *Supervisor) isCurrent(g *generation) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current == g
 }
 
 // replaceCrashed adopts whoever answers on the control path (an old
@@ -81,5 +89,11 @@ func (s *Supervisor) replaceCrashed(ctx context.Context, spec SpawnSpec) error {
 		}
 		return s.record(idleRecord(s.current))
 	}
-	return s.startLocked(ctx, spec)
+	if err := s.startLocked(ctx, spec); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.current.restarted = true
+	s.mu.Unlock()
+	return nil
 }

@@ -160,6 +160,7 @@ type generation struct {
 	binary    string
 	buildID   string
 	spec      SpawnSpec // what started it: a restart after a crash runs the same
+	restarted bool      // started by a crash restart (its crash continues a loop)
 	startedAt time.Time
 	cmd       *exec.Cmd     // nil when adopted by a restarted supervisor
 	proc      *sysx.Process // pidfd watch when adopted

@@ -29,7 +29,7 @@ type Supervisor struct {
 	controlPath string
 	opts        options
 
-	swapMu sync.Mutex // held for a whole handoff, cold start or restart
+	excl *exclusive // held for a whole handoff, cold start, restart or adoption
 
 	mu        sync.Mutex
 	listeners []Listener
@@ -113,7 +113,7 @@ func New(controlSocket string, opts ...Option) (*Supervisor, error) {
 	if err := checkListenerNames(o.listeners); err != nil {
 		return nil, err
 	}
-	return &Supervisor{controlPath: controlSocket, opts: o, listeners: o.listeners}, nil
+	return &Supervisor{controlPath: controlSocket, opts: o, listeners: o.listeners, excl: newExclusive()}, nil
 }
 
 func checkListenerNames(ls []Listener) error {

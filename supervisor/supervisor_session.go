@@ -43,12 +43,13 @@ type swap struct {
 // spec, or rolls back. It returns the Outcome in both cases; a rollback also
 // returns an error wrapping ErrRolledBack and the cause. A handoff already in
 // progress makes it fail at once with ErrHandoffInProgress, having sent
-// nothing.
+// nothing; a cold start or crash restart in progress is waited for (within
+// ctx), since it is starting the daemon to hand off from.
 func (s *Supervisor) PerformHandoff(ctx context.Context, spec SpawnSpec) (Outcome, error) {
-	if !s.swapMu.TryLock() {
-		return Outcome{}, ErrHandoffInProgress
+	if err := s.excl.lockHandoff(ctx); err != nil {
+		return Outcome{}, err
 	}
-	defer s.swapMu.Unlock()
+	defer s.excl.unlock()
 	if err := s.ctxErr(ctx); err != nil {
 		return Outcome{}, err
 	}
