@@ -51,7 +51,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // section, so a handoff to a fixed binary is not held up by it; the
 // replacement itself runs inside it, so it never races a handoff.
 func (s *Supervisor) restart(ctx context.Context, g *generation, backoff time.Duration) (bool, error) {
-	if !s.isCurrent(g) {
+	if !s.stillCurrent(g) {
 		return false, nil
 	}
 	s.logf().Warn("handoff.crash", "pid", g.pid, "status", g.exitStatus(), "restart_in", backoff)
@@ -70,6 +70,15 @@ func (s *Supervisor) restart(ctx context.Context, g *generation, backoff time.Du
 		s.logf().Error("handoff.crash", "err", err)
 	}
 	return true, nil
+}
+
+// stillCurrent reports whether g is still the incumbent once any handoff in
+// progress has finished: an old incumbent exits on Commit just before the
+// swap promotes its successor, and that exit is not a crash.
+func (s *Supervisor) stillCurrent(g *generation) bool {
+	s.excl.lock(kindStart)
+	defer s.excl.unlock()
+	return s.isCurrent(g)
 }
 
 func (s *Supervisor) isCurrent(g *generation) bool {
