@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
 
-const demoUsage = `Usage: handoff demo [--handoffs N] [--short] [--fail MODE] [--keep] [--json] [-v]
+const demoUsage = `Usage: handoff demo [--handoffs N] [--short] [--fail MODE] [--keep] [--json] [-v] [--strict] [--kvd PATH]
 
 Runs the example key-value daemon (examples/kvd) under an in-process
 supervisor on loopback ports, in a temp dir, and drives concurrent HTTP and
@@ -25,6 +27,13 @@ builds kvd from examples/kvd), unless --kvd names a built kvd binary.
 Exit status: 0 every invariant held (no lost write, no stale read, no
 failed request, every swap ended as planned); 1 an invariant failed;
 2 the demo could not run; 130 interrupted (everything is cleaned up).
+
+Unanswered requests are counted apart: a seal closes idle keep-alive
+connections, and a request sent at that very instant gets no answer
+(neither HTTP/1.1 nor RESP can warn the client). The server processes
+none of them, so none takes effect: the demo reads back every unanswered
+write and fails if one was applied. --strict fails on any unanswered
+request.
 
 Example:
 
@@ -54,6 +63,7 @@ type demoConfig struct {
 	JSON     bool   // print the report as JSON on Out, progress on Log
 	Verbose  bool   // daemon and supervisor logs on Log instead of a file
 	KVD      string // a built kvd binary to use instead of building one
+	Strict   bool   // fail on unanswered requests too
 
 	Out io.Writer // the report (and progress, unless JSON)
 	Log io.Writer // progress when JSON; logs when Verbose
@@ -84,12 +94,13 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoConfig, error) {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, demoUsage); fs.PrintDefaults() }
 	fs.IntVar(&cfg.Handoffs, "handoffs", 0, "swaps to perform, one of them planned to fail (default 5, 3 with --short)")
-	fs.StringVar(&cfg.FailMode, "fail", defaultFailMode, "kvd --fail mode of the swap planned to fail (exit-before-ready, unhealthy, seal, exit-at-start, ...; none: no such swap)")
+	fs.StringVar(&cfg.FailMode, "fail", defaultFailMode, "how the build planned to fail fails: "+strings.Join(demoFailModes, ", ")+" (none: no such swap)")
 	fs.BoolVar(&cfg.Short, "short", false, "3 swaps and less load time, for test suites")
 	fs.BoolVar(&cfg.Keep, "keep", false, "keep the temp dir (binaries, data, logs)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the report as JSON on stdout (progress goes to stderr)")
 	fs.BoolVar(&cfg.Verbose, "v", false, "show daemon and supervisor logs on stderr (default: a log file in the temp dir, shown on failure)")
 	fs.StringVar(&cfg.KVD, "kvd", "", "use this built kvd binary instead of building examples/kvd")
+	fs.BoolVar(&cfg.Strict, "strict", false, "also fail on unanswered requests (the keep-alive race at a seal, see above)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -99,8 +110,17 @@ func parseDemoFlags(args []string, stderr io.Writer) (demoConfig, error) {
 	if cfg.Handoffs < 0 || cfg.Handoffs > 1000 {
 		return cfg, fmt.Errorf("handoff: demo: --handoffs %d: want 1 to 1000", cfg.Handoffs)
 	}
+	if cfg.FailMode != "none" && !slices.Contains(demoFailModes, cfg.FailMode) {
+		return cfg, fmt.Errorf("handoff: demo: --fail %q: want one of %s, or none", cfg.FailMode, strings.Join(demoFailModes, ", "))
+	}
 	return cfg, nil
 }
+
+// demoFailModes are the kvd --fail modes that make a successor fail its
+// own swap (a mode such as seal would fail the next swap instead, once
+// the build is the incumbent). never-ready rolls back at the swap
+// deadline (30 s).
+var demoFailModes = []string{"exit-before-ready", "unhealthy", "exit-at-start", "never-ready"}
 
 // demoPlan is what one run does, derived from the config.
 type demoPlan struct {

@@ -8,18 +8,19 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
 // errClosedBeforeSend means a request was not sent because the server had
-// already closed its keep-alive connection (between requests).
-var errClosedBeforeSend = errors.New("handoff: demo: connection closed by the server before the request was sent")
+// already closed its keep-alive connection (between requests), or, for
+// HTTP, because the connection had been idle too long to reuse.
+var errClosedBeforeSend = errors.New("handoff: demo: request not sent: the connection was closed by the server or idle too long")
 
 // guardedConn is a client connection that looks before it sends a
 // request. It sends nothing, and fails with errClosedBeforeSend, if the
@@ -31,12 +32,13 @@ var errClosedBeforeSend = errors.New("handoff: demo: connection closed by the se
 // connection, by its own rule; a request that reached the server is never
 // resent (PUT is not replayable for the Transport).
 //
-// Idleness is measured by the kernel (TCP_INFO), from the last byte
-// received: a slow client that reads a response late must not count the
-// time the response waited in the socket as activity.
+// Idleness is measured by the kernel, from the arrival of the last
+// packet received (see idleFor).
 type guardedConn struct {
 	net.Conn
 	moved    *atomic.Int64
+	sent     *atomic.Int64
+	recv     *atomic.Int64
 	boundary atomic.Bool // no request byte written since the last response byte read
 	reused   atomic.Bool // a response came on it: the next request reuses it
 }
@@ -48,6 +50,7 @@ const staleAfter = time.Millisecond
 func (c *guardedConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
+		c.recv.Add(int64(n))
 		c.boundary.Store(true)
 		c.reused.Store(true)
 	}
@@ -68,27 +71,52 @@ func (c *guardedConn) Write(p []byte) (int, error) {
 	if errors.Is(err, errClosedBeforeSend) {
 		c.moved.Add(1)
 	}
+	if n > 0 {
+		c.sent.Add(1)
+	}
 	return n, err
 }
 
-// idleFor is how long ago the kernel last received data on a TCP
-// connection (0 if unknown: the connection is then used).
+// idleFor is how long ago the last packet the client read arrived on a
+// TCP connection, by the kernel's receive timestamp (SIOCGSTAMPNS, which
+// watchTimestamps turned on): a slow client that reads a response late
+// must not count the time the response waited in the socket as activity.
+// It falls back to TCP_INFO (whose clock ticks in jiffies), and returns 0
+// if neither is known (the connection is then used).
 func idleFor(nc net.Conn) time.Duration {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return 0
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return 0
-	}
-	var ms uint32
-	_ = rc.Control(func(fd uintptr) {
-		if info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
-			ms = info.Last_data_recv
+	var idle time.Duration
+	withFD(nc, func(fd int) {
+		var ts unix.Timespec
+		_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCGSTAMPNS, uintptr(unsafe.Pointer(&ts)))
+		if errno == 0 {
+			idle = time.Since(time.Unix(ts.Unix()))
+			return
+		}
+		if info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO); err == nil {
+			idle = time.Duration(info.Last_data_recv) * time.Millisecond
 		}
 	})
-	return time.Duration(ms) * time.Millisecond
+	return idle
+}
+
+// watchTimestamps asks the kernel to timestamp the packets the connection
+// receives (the first SIOCGSTAMPNS turns that on and reports none yet).
+func watchTimestamps(nc net.Conn) {
+	withFD(nc, func(fd int) {
+		var ts unix.Timespec
+		_, _, _ = unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.SIOCGSTAMPNS, uintptr(unsafe.Pointer(&ts)))
+	})
+}
+
+// withFD runs f with the descriptor of nc, without changing its mode.
+func withFD(nc net.Conn, f func(fd int)) {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return
+	}
+	if rc, err := sc.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { f(int(fd)) })
+	}
 }
 
 // demoHTTPClient is one worker's HTTP client: keep-alive on one
@@ -96,6 +124,8 @@ func idleFor(nc net.Conn) time.Duration {
 type demoHTTPClient struct {
 	*http.Client
 	moved atomic.Int64 // requests moved to a new connection before sending
+	sent  atomic.Int64 // requests whose first bytes reached a connection
+	recv  atomic.Int64 // response bytes read
 }
 
 func newDemoClient() *demoHTTPClient {
@@ -106,7 +136,8 @@ func newDemoClient() *demoHTTPClient {
 		if err != nil {
 			return nil, err
 		}
-		gc := &guardedConn{Conn: nc, moved: &hc.moved}
+		watchTimestamps(nc)
+		gc := &guardedConn{Conn: nc, moved: &hc.moved, sent: &hc.sent, recv: &hc.recv}
 		gc.boundary.Store(true)
 		return gc, nil
 	}
@@ -118,18 +149,26 @@ func newDemoClient() *demoHTTPClient {
 	return hc
 }
 
-// do sends req and reads the whole response body (at most 1 MiB).
-// replays counts the times the Transport resent the request after it had
-// reached the server (a GET whose connection closed under it): each is an
-// unanswered request that the Transport hid.
-func (hc *demoHTTPClient) do(req *http.Request) (status int, body []byte, replays int64, err error) {
-	var attempts atomic.Int64
-	movedBefore := hc.moved.Load()
-	trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { attempts.Add(1) }}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
-	status, body, err = demoDoHTTP(hc.Client, req)
-	replays = max(0, attempts.Load()-1-(hc.moved.Load()-movedBefore))
-	return status, body, replays, err
+// httpResult is one request's outcome as the client saw it.
+type httpResult struct {
+	status   int
+	body     []byte
+	err      error
+	answered bool  // a byte of a response arrived
+	replays  int64 // times the Transport resent it after it reached the server
+}
+
+// do sends req and reads the whole response body (at most 1 MiB). A
+// replay is a resend by the Transport after an attempt reached the server
+// and got no answer (only GETs: the Transport never resends a PUT that
+// reached the server); resends of attempts that sent nothing are not.
+func (hc *demoHTTPClient) do(req *http.Request) httpResult {
+	sent, recv := hc.sent.Load(), hc.recv.Load()
+	var r httpResult
+	r.status, r.body, r.err = demoDoHTTP(hc.Client, req)
+	r.answered = hc.recv.Load() > recv
+	r.replays = max(0, hc.sent.Load()-sent-1)
+	return r
 }
 
 // demoDoHTTP sends req and reads the whole response body (at most 1 MiB).
@@ -158,41 +197,51 @@ func (l *demoLoad) httpWriter(id int) {
 	}
 }
 
-// closeClient closes a worker's connections and adds up its counts.
+// closeClient closes a worker's connections and adds up its moves.
 func (l *demoLoad) closeClient(c *demoHTTPClient) {
 	c.CloseIdleConnections()
-	l.moved.Add(c.moved.Load())
+	l.http.moved.Add(c.moved.Load())
 }
 
 // httpPut writes one key; 200 is the acknowledgement (kvd answers it
 // only after fsync).
 func (l *demoLoad) httpPut(c *demoHTTPClient, w demoKV) {
+	what := "HTTP PUT /kv/" + w.key
 	req, err := http.NewRequestWithContext(l.ctx, http.MethodPut, l.baseURL+"/kv/"+w.key, strings.NewReader(w.value))
 	if err != nil {
-		l.failed(&l.http, "PUT", err)
+		l.failed(&l.http, what, err)
 		return
 	}
-	status, _, replays, err := c.do(req)
-	l.countReplays("PUT /kv/"+w.key, replays)
+	r := c.do(req)
+	l.countReplays(what, r.replays)
 	switch {
-	case err != nil:
-		l.failed(&l.http, "PUT /kv/"+w.key, err)
-	case status == http.StatusOK:
+	case r.err != nil:
+		l.httpFailed(what, r, &w)
+	case r.status == http.StatusOK:
 		l.acks.add(w)
 		l.http.writes.Add(1)
 	default:
-		l.httpStatus(status, "PUT /kv/"+w.key)
+		l.httpStatus(r.status, what)
 	}
 }
 
-// countReplays counts requests the Transport resent after they reached
-// the server.
-func (l *demoLoad) countReplays(what string, n int64) {
-	if n == 0 || l.ctx.Err() != nil {
+// httpFailed counts a request that got no response: unanswered (the
+// connection closed before any byte of one) or failed.
+func (l *demoLoad) httpFailed(what string, r httpResult, write *demoKV) {
+	if isUnanswered(r.err, r.answered) {
+		l.unanswered(&l.http, what, r.err, write)
 		return
 	}
-	l.replayed.Add(n)
-	l.problem("%s: resent by the client after the server closed the connection under it", what)
+	l.failed(&l.http, what, r.err)
+}
+
+// countReplays counts requests the Transport resent after they reached
+// the server (GETs; never a PUT): each was unanswered, though the caller
+// then got its answer.
+func (l *demoLoad) countReplays(what string, n int64) {
+	for range n {
+		l.unanswered(&l.http, what, errors.New("resent by Go's HTTP client"), nil)
+	}
 }
 
 // httpStatus counts an unexpected HTTP status.
@@ -224,23 +273,24 @@ func (l *demoLoad) httpReader(id int) {
 
 // httpGet reads one acknowledged key.
 func (l *demoLoad) httpGet(c *demoHTTPClient, w demoKV) {
+	what := "HTTP GET /kv/" + w.key
 	req, err := http.NewRequestWithContext(l.ctx, http.MethodGet, l.baseURL+"/kv/"+w.key, nil)
 	if err != nil {
-		l.failed(&l.http, "GET", err)
+		l.failed(&l.http, what, err)
 		return
 	}
-	status, body, replays, err := c.do(req)
-	l.countReplays("GET /kv/"+w.key, replays)
+	r := c.do(req)
+	l.countReplays(what, r.replays)
 	switch {
-	case err != nil:
-		l.failed(&l.http, "GET /kv/"+w.key, err)
-	case status == http.StatusNotFound:
-		l.staleRead(fmt.Sprintf("HTTP GET %s: 404 after its write was acknowledged", w.key))
-	case status == http.StatusOK && string(body) != w.value:
-		l.staleRead(fmt.Sprintf("HTTP GET %s: %q, acknowledged %q", w.key, body, w.value))
-	case status == http.StatusOK:
+	case r.err != nil:
+		l.httpFailed(what, r, nil)
+	case r.status == http.StatusNotFound:
+		l.staleRead(what + ": 404 after its write was acknowledged")
+	case r.status == http.StatusOK && string(r.body) != w.value:
+		l.staleRead(fmt.Sprintf("%s: %q, acknowledged %q", what, r.body, w.value))
+	case r.status == http.StatusOK:
 		l.http.reads.Add(1)
 	default:
-		l.httpStatus(status, "GET /kv/"+w.key)
+		l.httpStatus(r.status, what)
 	}
 }

@@ -26,11 +26,11 @@ type loadConfig struct {
 }
 
 func defaultLoad() loadConfig {
-	return loadConfig{writers: 8, readers: 4, resp: 2, maxOps: 100_000, respThink: 2 * time.Millisecond}
+	return loadConfig{writers: 8, readers: 4, resp: 2, maxOps: 100_000, respThink: 25 * time.Millisecond}
 }
 
 func shortLoad() loadConfig {
-	return loadConfig{writers: 8, readers: 4, resp: 2, maxOps: 20_000, respThink: 2 * time.Millisecond}
+	return loadConfig{writers: 8, readers: 4, resp: 2, maxOps: 20_000, respThink: 25 * time.Millisecond}
 }
 
 // Timeouts of the load's requests: long enough to wait in a listen backlog
@@ -57,9 +57,11 @@ var failClassNames = [numFailClasses]string{"refused", "reset", "eof", "timeout"
 
 // protoCounters counts one protocol's outcomes.
 type protoCounters struct {
-	writes atomic.Int64 // acknowledged writes
-	reads  atomic.Int64 // reads that returned the acknowledged value
-	failed [numFailClasses]atomic.Int64
+	writes     atomic.Int64 // acknowledged writes
+	reads      atomic.Int64 // reads that returned the acknowledged value
+	failed     [numFailClasses]atomic.Int64
+	unanswered atomic.Int64 // sent, then the connection closed before any byte of an answer
+	moved      atomic.Int64 // not sent: the connection was closed (or, HTTP, idle), moved to a new one
 }
 
 func (c *protoCounters) failedTotal() int64 {
@@ -102,7 +104,7 @@ func (a *ackLog) snapshot() []demoKV {
 	return append([]demoKV(nil), a.all...)
 }
 
-// load is the running load: HTTP writers and readers and RESP clients.
+// demoLoad is the running load: HTTP writers and readers and RESP clients.
 type demoLoad struct {
 	cfg      loadConfig
 	baseURL  string
@@ -116,14 +118,10 @@ type demoLoad struct {
 	acks       ackLog
 	http, resp protoCounters
 	stale      atomic.Int64
-	reconnects atomic.Int64 // RESP: server closed between commands, seen before sending
-	unanswered atomic.Int64 // RESP: sent, connection closed before any reply byte
-	moved      atomic.Int64 // HTTP: server closed between requests, moved before sending
-	replayed   atomic.Int64 // HTTP: resent by Go's Transport after reaching the server
 
-	mu             sync.Mutex
-	problems       []string // the first few problems, for the report
-	unansweredSets []demoKV // SETs sent that got no reply: must not be applied
+	mu               sync.Mutex
+	problems         []string // the first few problems, for the report
+	unansweredWrites []demoKV // writes sent that got no answer: must not be applied
 }
 
 // maxProblems bounds the problem samples kept for the report.
@@ -196,7 +194,7 @@ func (l *demoLoad) problem(format string, args ...any) {
 // failed counts a request that failed with err, unless the load was
 // interrupted (then the request was cancelled, not failed) or the request
 // was never sent because its connection was seen closed (nothing failed:
-// the next request reconnects).
+// the next request goes on a new connection).
 func (l *demoLoad) failed(c *protoCounters, what string, err error) {
 	if l.ctx.Err() != nil || errors.Is(err, errClosedBeforeSend) {
 		return
@@ -204,6 +202,30 @@ func (l *demoLoad) failed(c *protoCounters, what string, err error) {
 	class := classifyFailure(err)
 	c.failed[class].Add(1)
 	l.problem("%s: %s: %v", what, failClassNames[class], err)
+}
+
+// unanswered counts a request that was sent and got no byte of an answer
+// before the server closed the connection: the keep-alive race at a seal
+// (see the report). A write among them is read back after the run: it
+// must not have been applied.
+func (l *demoLoad) unanswered(c *protoCounters, what string, err error, write *demoKV) {
+	if l.ctx.Err() != nil {
+		return
+	}
+	c.unanswered.Add(1)
+	l.problem("%s: unanswered (connection closed before any answer): %v", what, err)
+	if write != nil {
+		l.mu.Lock()
+		l.unansweredWrites = append(l.unansweredWrites, *write)
+		l.mu.Unlock()
+	}
+}
+
+// isUnanswered tells whether a request that got no byte of an answer
+// failed because the server closed the connection (EOF or reset).
+func isUnanswered(err error, answered bool) bool {
+	class := classifyFailure(err)
+	return !answered && (class == failEOF || class == failReset)
 }
 
 // staleRead counts a read that missed an acknowledged write.

@@ -33,8 +33,8 @@ type demoReport struct {
 	LostWrites           int         `json:"lost_writes"`
 	StaleReads           int         `json:"stale_reads"`
 	VerifyErrors         int         `json:"verify_errors"`
-	UnansweredNotApplied int         `json:"unanswered_not_applied"`
-	UnansweredApplied    int         `json:"unanswered_applied"`
+	UnansweredNotApplied int         `json:"unanswered_writes_not_applied"`
+	UnansweredApplied    int         `json:"unanswered_writes_applied"`
 	Crashes              int         `json:"incumbent_crashes"`
 
 	FinalPID      int      `json:"final_pid"`
@@ -57,9 +57,8 @@ type protoReport struct {
 	Reads      int64            `json:"reads"`
 	Failed     int64            `json:"failed"`
 	FailedBy   map[string]int64 `json:"failed_by_class"`
-	Unanswered int64            `json:"unanswered,omitempty"`        // RESP: failed with no reply byte
-	Reconnects int64            `json:"reconnects_between_requests"` // closed by the server between requests, seen before sending
-	Replayed   int64            `json:"replayed"`                    // HTTP: resent by the client after reaching the server
+	Unanswered int64            `json:"unanswered"` // sent; the connection closed before any byte of an answer
+	Moved      int64            `json:"moved"`      // not sent: the connection was closed or idle; sent on a new one
 }
 
 // swapResult is how one swap ended.
@@ -192,6 +191,17 @@ func (r *demoReport) summarizePhases() {
 	}
 }
 
+// replacedPIDs are the incumbents that committed swaps replaced.
+func (r *demoReport) replacedPIDs() map[int]bool {
+	pids := map[int]bool{}
+	for _, s := range r.Swaps {
+		if s.Committed {
+			pids[s.OldPID] = true
+		}
+	}
+	return pids
+}
+
 // demoMedian is the median of a sorted, non-empty slice.
 func demoMedian(ds []time.Duration) time.Duration {
 	n := len(ds)
@@ -205,8 +215,6 @@ func demoMedian(ds []time.Duration) time.Duration {
 func (r *demoReport) fillLoad(l *demoLoad) {
 	r.HTTP = demoProtoCounts(&l.http)
 	r.RESP = demoProtoCounts(&l.resp)
-	r.RESP.Unanswered, r.RESP.Reconnects = l.unanswered.Load(), l.reconnects.Load()
-	r.HTTP.Reconnects, r.HTTP.Replayed = l.moved.Load(), l.replayed.Load()
 	r.AckedWrites = int(r.HTTP.Writes + r.RESP.Writes)
 	r.StaleReads = int(l.stale.Load())
 	l.mu.Lock()
@@ -216,7 +224,7 @@ func (r *demoReport) fillLoad(l *demoLoad) {
 
 func demoProtoCounts(c *protoCounters) protoReport {
 	p := protoReport{Writes: c.writes.Load(), Reads: c.reads.Load(), Failed: c.failedTotal(),
-		FailedBy: map[string]int64{}}
+		FailedBy: map[string]int64{}, Unanswered: c.unanswered.Load(), Moved: c.moved.Load()}
 	p.Served = p.Writes + p.Reads
 	for i, name := range failClassNames {
 		p.FailedBy[name] = c.failed[i].Load()
@@ -228,7 +236,7 @@ func demoProtoCounts(c *protoCounters) protoReport {
 func (d *demoRun) verdict(ctx context.Context, err error) int {
 	r := d.rep
 	r.TotalMS = demoMS(time.Since(r.start))
-	r.Crashes = d.crashes.count()
+	r.Crashes = d.crashes.count(r.replacedPIDs())
 	if d.load != nil {
 		r.fillLoad(d.load)
 	}
@@ -265,12 +273,13 @@ func (d *demoRun) checkInvariants() {
 	check(r.LostWrites > 0, "%d acknowledged writes lost", r.LostWrites)
 	check(r.StaleReads > 0, "%d stale reads (an acknowledged write was missing or wrong)", r.StaleReads)
 	check(r.VerifyErrors > 0, "%d acknowledged writes could not be read back", r.VerifyErrors)
-	check(r.UnansweredApplied > 0, "%d RESP SETs were applied without an answer", r.UnansweredApplied)
+	check(r.UnansweredApplied > 0, "%d writes were applied without an answer", r.UnansweredApplied)
 	refused := r.HTTP.FailedBy["refused"] + r.RESP.FailedBy["refused"]
 	check(refused > 0, "%d connections refused", refused)
 	check(r.HTTP.Failed > 0, "%d HTTP requests failed", r.HTTP.Failed)
-	check(r.HTTP.Replayed > 0, "%d HTTP requests were resent by the client after the server closed the connection under them", r.HTTP.Replayed)
-	check(r.RESP.Failed > 0, "%d RESP commands failed (%d of them unanswered: the server closed the connection as they were sent)", r.RESP.Failed, r.RESP.Unanswered)
+	check(r.RESP.Failed > 0, "%d RESP commands failed", r.RESP.Failed)
+	unanswered := r.HTTP.Unanswered + r.RESP.Unanswered
+	check(d.cfg.Strict && unanswered > 0, "%d requests unanswered (--strict)", unanswered)
 	check(r.Crashes > 0, "the incumbent crashed %d times", r.Crashes)
 	check(r.HTTP.Writes == 0 || r.HTTP.Reads == 0 || r.RESP.Writes == 0 || r.RESP.Reads == 0,
 		"the load did not exercise every path (HTTP %d writes, %d reads; RESP %d writes, %d reads)",
@@ -293,15 +302,18 @@ func (d *demoRun) printReport() {
 	d.printFailureDetail(d.cfg.Out)
 }
 
-// printFailureDetail shows the problem samples and the log tail of a
-// failed run.
+// printFailureDetail shows the problem samples (of a failed run, or of
+// unanswered requests) and the log tail of a failed run.
 func (d *demoRun) printFailureDetail(w io.Writer) {
 	r := d.rep
-	if r.Passed || r.Interrupted {
+	if r.Interrupted || (r.Passed && r.HTTP.Unanswered+r.RESP.Unanswered == 0) {
 		return
 	}
 	for _, p := range r.Problems {
 		fmt.Fprintf(w, "  problem: %s\n", p)
+	}
+	if r.Passed {
+		return
 	}
 	if r.logTail != "" && !d.cfg.Verbose {
 		fmt.Fprintf(w, "--- last lines of the daemon and supervisor log ---\n%s\n---\n", r.logTail)
@@ -323,10 +335,7 @@ func (r *demoReport) writeText(w io.Writer) {
 		}
 	}
 	r.writeRequests(w)
-	fmt.Fprintf(w, "  acked writes  %d (HTTP %d, RESP %d), each read back: lost %d, unreadable %d\n",
-		r.AckedWrites, r.HTTP.Writes, r.RESP.Writes, r.LostWrites, r.VerifyErrors)
-	fmt.Fprintf(w, "  stale reads   %d\n", r.StaleReads)
-	fmt.Fprintf(w, "  serving       pid %d, build %s (last committed: %s)\n", r.FinalPID, r.FinalBuild, r.ExpectedBuild)
+	r.writeVerified(w)
 	r.writePhases(w)
 	fmt.Fprintf(w, "  total         %s\n", demoRound(time.Duration(r.TotalMS*float64(time.Millisecond))))
 	for _, f := range r.Failures {
@@ -335,6 +344,21 @@ func (r *demoReport) writeText(w io.Writer) {
 	if r.TempDir != "" {
 		fmt.Fprintf(w, "  temp dir      %s (kept)\n", r.TempDir)
 	}
+}
+
+// writeVerified prints what the read-back found (nothing when the run
+// ended before it).
+func (r *demoReport) writeVerified(w io.Writer) {
+	if r.FinalBuild == "" {
+		fmt.Fprintf(w, "  acked writes  %d (HTTP %d, RESP %d), not verified: the run ended first\n",
+			r.AckedWrites, r.HTTP.Writes, r.RESP.Writes)
+		fmt.Fprintf(w, "  stale reads   %d\n", r.StaleReads)
+		return
+	}
+	fmt.Fprintf(w, "  acked writes  %d (HTTP %d, RESP %d), each read back: lost %d, unreadable %d\n",
+		r.AckedWrites, r.HTTP.Writes, r.RESP.Writes, r.LostWrites, r.VerifyErrors)
+	fmt.Fprintf(w, "  stale reads   %d\n", r.StaleReads)
+	fmt.Fprintf(w, "  serving       pid %d, build %s (last committed: %s)\n", r.FinalPID, r.FinalBuild, r.ExpectedBuild)
 }
 
 func (r *demoReport) headline() string {
@@ -349,15 +373,29 @@ func (r *demoReport) headline() string {
 
 // writeRequests prints the request counts of both protocols.
 func (r *demoReport) writeRequests(w io.Writer) {
-	fmt.Fprintf(w, "  requests      HTTP %d served (%d writes, %d reads), %d failed, %d replayed, %d reconnects after a close between requests\n",
-		r.HTTP.Served, r.HTTP.Writes, r.HTTP.Reads, r.HTTP.Failed, r.HTTP.Replayed, r.HTTP.Reconnects)
-	fmt.Fprintf(w, "                RESP %d served (%d writes, %d reads), %d failed, %d reconnects after a close between requests\n",
-		r.RESP.Served, r.RESP.Writes, r.RESP.Reads, r.RESP.Failed, r.RESP.Reconnects)
-	fmt.Fprintf(w, "  failed by     %s\n", demoFailedBy(r.HTTP, r.RESP))
-	if r.RESP.Unanswered > 0 {
-		fmt.Fprintf(w, "                RESP unanswered (closed as sent): %d, of which SETs verified not applied: %d, applied: %d\n",
-			r.RESP.Unanswered, r.UnansweredNotApplied, r.UnansweredApplied)
+	for _, p := range []struct {
+		name string
+		c    protoReport
+	}{{"HTTP", r.HTTP}, {"RESP", r.RESP}} {
+		fmt.Fprintf(w, "  %-13s %s %d served (%d writes, %d reads), %d failed, %d unanswered, %d moved\n",
+			demoFirst(p.name == "HTTP", "requests"), p.name, p.c.Served, p.c.Writes, p.c.Reads, p.c.Failed, p.c.Unanswered, p.c.Moved)
 	}
+	fmt.Fprintf(w, "  failed by     %s\n", demoFailedBy(r.HTTP, r.RESP))
+	if n := r.HTTP.Unanswered + r.RESP.Unanswered; n > 0 {
+		fmt.Fprintf(w, "  unanswered    %d: at a seal the server closed a keep-alive connection as the request arrived,\n"+
+			"                without processing it (neither HTTP/1.1 nor RESP can warn a client sending at that\n"+
+			"                instant); writes among them read back: %d not applied, %d applied\n", n, r.UnansweredNotApplied, r.UnansweredApplied)
+	}
+	fmt.Fprintf(w, "                (moved: not sent because the connection was closed by the server or, for HTTP,\n"+
+		"                idle for %s, since a seal closes idle connections; sent on a new connection)\n", staleAfter)
+}
+
+// demoFirst returns s if first, else blanks as wide.
+func demoFirst(first bool, s string) string {
+	if first {
+		return s
+	}
+	return ""
 }
 
 // demoFailedBy lists the failure classes with both protocols' counts.

@@ -251,7 +251,7 @@ func (l *demoLoad) respReady(c *respClient) bool {
 		return true
 	}
 	if c.closedByServer(l.cfg.respThink) {
-		l.reconnects.Add(1)
+		l.resp.moved.Add(1)
 		c.close()
 		return false
 	}
@@ -293,29 +293,18 @@ func (l *demoLoad) respGet(c *respClient, rng *rand.Rand) {
 	}
 }
 
-// respFailed counts a command that failed and drops the connection. A
-// command that got no reply byte before the connection closed is also
-// counted as unanswered; a SET among them is checked after the run: it
-// must not have been applied.
+// respFailed drops the connection of a command that failed and counts
+// it: not sent (moved), unanswered (no reply byte before the connection
+// closed), or failed.
 func (l *demoLoad) respFailed(c *respClient, what string, err error, replied bool, set *demoKV) {
 	c.close()
-	if errors.Is(err, errClosedBeforeSend) {
-		l.reconnects.Add(1)
-		return
-	}
-	if l.ctx.Err() != nil {
-		return
-	}
-	l.failed(&l.resp, what, err)
-	class := classifyFailure(err)
-	if replied || (class != failEOF && class != failReset) {
-		return
-	}
-	l.unanswered.Add(1)
-	if set != nil {
-		l.mu.Lock()
-		l.unansweredSets = append(l.unansweredSets, *set)
-		l.mu.Unlock()
+	switch {
+	case errors.Is(err, errClosedBeforeSend):
+		l.resp.moved.Add(1)
+	case isUnanswered(err, replied):
+		l.unanswered(&l.resp, "RESP "+what, err, set)
+	default:
+		l.failed(&l.resp, "RESP "+what, err)
 	}
 }
 

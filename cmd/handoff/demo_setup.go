@@ -176,7 +176,7 @@ func (d *demoRun) coldStart(ctx context.Context) error {
 	if err := d.sup.Start(ctx, supervisor.SpawnSpec{Binary: bin, Args: d.kvdArgs(build, "")}); err != nil {
 		return fmt.Errorf("handoff: demo: cold start of kvd: %w", err)
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
+	runCtx, cancel := context.WithCancel(ctx) // an interrupt ends restarts at once
 	d.runStop, d.runDone = cancel, make(chan struct{})
 	go func() {
 		defer close(d.runDone)
@@ -245,43 +245,59 @@ func (d *demoRun) stopSupervisor() {
 	d.sup = nil
 }
 
-// demoCrashCounter counts the supervisor's crash events (an incumbent that
-// exited on its own and was restarted): the demo expects none.
+// demoCrashCounter records the supervisor's crash events (an incumbent
+// that exited on its own): the demo expects none.
 type demoCrashCounter struct {
-	mu sync.Mutex
-	n  int
+	mu   sync.Mutex
+	pids []int64
 }
 
-func (c *demoCrashCounter) count() int {
+// count returns the crash events, leaving out those of incumbents that a
+// committed swap replaced: they exit on Commit, and the supervisor may
+// see that exit before it has promoted the successor.
+func (c *demoCrashCounter) count(replaced map[int]bool) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.n
+	n := 0
+	for _, pid := range c.pids {
+		if !replaced[int(pid)] {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *demoCrashCounter) wrap(h slog.Handler) slog.Handler { return demoCrashHandler{h, c} }
 
-// demoCrashHandler passes records on and counts handoff.crash events.
+// demoCrashHandler passes records on and records handoff.crash warnings.
 type demoCrashHandler struct {
 	slog.Handler
 	c *demoCrashCounter
 }
 
-// Handle counts a crash event and logs the record.
+// Handle records a crash event's pid and logs the record.
 func (h demoCrashHandler) Handle(ctx context.Context, r slog.Record) error {
 	if r.Message == "handoff.crash" && r.Level == slog.LevelWarn {
+		pid := int64(-1)
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "pid" {
+				pid = a.Value.Int64()
+			}
+			return a.Key != "pid"
+		})
 		h.c.mu.Lock()
-		h.c.n++
+		h.c.pids = append(h.c.pids, pid)
 		h.c.mu.Unlock()
 	}
 	return h.Handler.Handle(ctx, r)
 }
 
-// WithAttrs keeps counting on the derived handler.
+// WithAttrs keeps recording on the derived handler.
 func (h demoCrashHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return demoCrashHandler{h.Handler.WithAttrs(as), h.c}
 }
 
-// WithGroup keeps counting on the derived handler.
+// WithGroup keeps recording on the derived handler.
 func (h demoCrashHandler) WithGroup(name string) slog.Handler {
 	return demoCrashHandler{h.Handler.WithGroup(name), h.c}
 }

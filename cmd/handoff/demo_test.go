@@ -37,9 +37,7 @@ func TestDemo_shortRunKeepsEveryInvariant(t *testing.T) {
 	defer cancel()
 	var out demoBuffer
 	rep, code := demo(ctx, demoConfig{Short: true, Out: &out, Log: &out})
-	if code != exitOK || t.Failed() {
-		t.Logf("demo output:\n%s", out.String())
-	}
+	t.Logf("demo output:\n%s", out.String())
 	if code != exitOK || !rep.Passed {
 		t.Fatalf("exit %d, passed %v, failures %q", code, rep.Passed, rep.Failures)
 	}
@@ -65,6 +63,8 @@ func checkDemoCounts(t *testing.T, rep *demoReport) {
 		{"stale reads", int64(rep.StaleReads), 0},
 		{"unreadable writes", int64(rep.VerifyErrors), 0},
 		{"HTTP failed", rep.HTTP.Failed, 0},
+		{"unanswered writes that were applied", int64(rep.UnansweredApplied), 0},
+		{"unanswered writes all read back", int64(rep.UnansweredApplied + rep.UnansweredNotApplied + rep.VerifyErrors), int64(rep.UnansweredApplied + rep.UnansweredNotApplied)},
 		{"RESP failed", rep.RESP.Failed, 0},
 		{"refused", rep.HTTP.FailedBy["refused"] + rep.RESP.FailedBy["refused"], 0},
 		{"incumbent crashes", int64(rep.Crashes), 0},
@@ -73,6 +73,9 @@ func checkDemoCounts(t *testing.T, rep *demoReport) {
 		if c.got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, c.got, c.want)
 		}
+	}
+	if n := rep.HTTP.Unanswered + rep.RESP.Unanswered; n > 0 {
+		t.Logf("%d requests unanswered at a seal (the keep-alive race; not failures unless --strict)", n)
 	}
 	if rep.HTTP.Writes == 0 || rep.HTTP.Reads == 0 || rep.RESP.Writes == 0 || rep.RESP.Reads == 0 {
 		t.Errorf("load did not exercise every path: HTTP %+v, RESP %+v", rep.HTTP, rep.RESP)
@@ -321,10 +324,12 @@ func TestDemo_flags(t *testing.T) {
 		ok   bool
 	}{
 		{"none", nil, true},
-		{"all", []string{"--handoffs", "7", "--short", "--fail", "unhealthy", "--keep", "--json", "-v"}, true},
+		{"all", []string{"--handoffs", "7", "--short", "--fail", "unhealthy", "--keep", "--json", "-v", "--strict", "--kvd", "/bin/true"}, true},
 		{"negative", []string{"--handoffs", "-1"}, false},
 		{"argument", []string{"now"}, false},
 		{"unknown flag", []string{"--fast"}, false},
+		{"fail mode of the incumbent", []string{"--fail", "seal"}, false},
+		{"no failing swap", []string{"--fail", "none"}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseDemoFlags(tc.args, io.Discard)

@@ -63,7 +63,7 @@ const (
 	readOK demoReadResult = iota
 	readLost
 	readFailed
-	readAbsent // the key does not exist (right for an unanswered SET)
+	readAbsent // the key does not exist (right for an unanswered write)
 )
 
 // readOne reads back one write.
@@ -100,11 +100,12 @@ func demoGetKey(ctx context.Context, c *http.Client, baseURL string, w demoKV) (
 	return readOK, ""
 }
 
-// checkUnanswered checks the SETs whose connection closed before any reply
-// byte: kvd reads no command it does not answer, so none may be applied.
+// checkUnanswered reads back the writes (HTTP PUT, RESP SET) whose
+// connection closed before any byte of an answer: a server answers every
+// request it has read (invariant 4), so none may be applied.
 func (d *demoRun) checkUnanswered(ctx context.Context) error {
 	d.load.mu.Lock()
-	sets := append([]demoKV(nil), d.load.unansweredSets...)
+	sets := append([]demoKV(nil), d.load.unansweredWrites...)
 	d.load.mu.Unlock()
 	c := newDemoClient()
 	defer c.CloseIdleConnections()
@@ -114,10 +115,10 @@ func (d *demoRun) checkUnanswered(ctx context.Context) error {
 			d.rep.UnansweredNotApplied++
 		case readOK, readLost:
 			d.rep.UnansweredApplied++
-			d.rep.problem("unanswered RESP SET %s was applied (%s)", w.key, detail)
+			d.rep.problem("unanswered write %s was applied (%s)", w.key, detail)
 		default:
 			d.rep.VerifyErrors++
-			d.rep.problem("read back unanswered SET %s: %s", w.key, detail)
+			d.rep.problem("read back unanswered write %s: %s", w.key, detail)
 		}
 	}
 	if ctx.Err() != nil {
