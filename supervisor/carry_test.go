@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -115,7 +114,7 @@ func reexecCommands(s *Supervisor, log *slog.Logger) int {
 
 func TestReexec_samePIDSocketAndIncumbent(t *testing.T) {
 	e := newTestEnv(t, envOptions{noListener: true})
-	c := e.startReexecChild()
+	c := e.startChild("supervisor-reexec")
 	var pid, inc, ino int
 	mustScan(t, c.expect("state"), &pid, &inc, &ino)
 	e.addPID(inc)
@@ -155,30 +154,6 @@ func TestReexec_samePIDSocketAndIncumbent(t *testing.T) {
 	if err := c.cmd.Wait(); err != nil {
 		t.Errorf("supervisor exit: %v", err)
 	}
-}
-
-func (e *testEnv) startReexecChild() *supChild {
-	e.t.Helper()
-	cmd := exec.Command(e.self)
-	cmd.Env = append(os.Environ(), append(e.commonEnv(), useRole("supervisor-reexec"),
-		envSupJournal+"="+e.journal, envSupLog+"="+e.logPath)...)
-	cmd.Stderr = e.logFile
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	c := &supChild{e: e, cmd: cmd, lines: make(chan string, 100)}
-	if c.stdin, err = cmd.StdinPipe(); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		e.t.Fatal(err)
-	}
-	e.addPID(cmd.Process.Pid)
-	go c.read(stdout)
-	e.t.Cleanup(c.kill)
-	e.setAddr(c.expect("listen"))
-	return c
 }
 
 func (c *supChild) send(line string) {

@@ -116,11 +116,25 @@ type supChildOptions struct {
 // startSupervisorChild starts the child and waits for its incumbent.
 func (e *testEnv) startSupervisorChild(o supChildOptions) (*supChild, int) {
 	e.t.Helper()
+	c := e.startChild("supervisor", envSupOEnv+"="+strings.Join(o.oEnv, "|"), envSupNEnv+"="+strings.Join(o.nEnv, "|"),
+		envSupHold+"="+o.hold, envSupDeadline+"="+o.deadline.String())
+	var pid int
+	if _, err := fmt.Sscanf(c.expect("incumbent"), "%d", &pid); err != nil {
+		e.t.Fatalf("supervisor child: incumbent line: %v", err)
+	}
+	e.addPID(pid)
+	e.events.wait(e.t, "serving", pid)
+	e.expectHolderNow(pid)
+	return c, pid
+}
+
+// startChild starts the test binary as a supervisor role (with the test's
+// common environment, journal and log) and waits for its "listen" line.
+func (e *testEnv) startChild(role string, env ...string) *supChild {
+	e.t.Helper()
 	cmd := exec.Command(e.self)
-	cmd.Env = append(os.Environ(), append(e.commonEnv(), useRole("supervisor"),
-		envSupOEnv+"="+strings.Join(o.oEnv, "|"), envSupNEnv+"="+strings.Join(o.nEnv, "|"),
-		envSupHold+"="+o.hold, envSupDeadline+"="+o.deadline.String(),
-		envSupJournal+"="+e.journal, envSupLog+"="+e.logPath)...)
+	cmd.Env = append(os.Environ(), append(append(e.commonEnv(), useRole(role),
+		envSupJournal+"="+e.journal, envSupLog+"="+e.logPath), env...)...)
 	cmd.Stderr = e.logFile
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -137,14 +151,7 @@ func (e *testEnv) startSupervisorChild(o supChildOptions) (*supChild, int) {
 	go c.read(stdout)
 	e.t.Cleanup(c.kill)
 	e.setAddr(c.expect("listen"))
-	var pid int
-	if _, err := fmt.Sscanf(c.expect("incumbent"), "%d", &pid); err != nil {
-		e.t.Fatalf("supervisor child: incumbent line: %v", err)
-	}
-	e.addPID(pid)
-	e.events.wait(e.t, "serving", pid)
-	e.expectHolderNow(pid)
-	return c, pid
+	return c
 }
 
 func (c *supChild) read(r io.Reader) {
