@@ -13,8 +13,9 @@ import (
 
 // lockHolder returns the pid holding the data-dir lock of dir, or 0, without
 // ever taking the lock. It asks flock.Holder (/proc/locks) first; that file
-// is built a chunk per read(2) and can skip an entry while other locks come
-// and go, so flock.Holder re-reads before it answers "free", and the test
+// is built a chunk per read(2) and can skip or repeat an entry while other
+// locks come and go, so flock.Holder answers only when two passes agree,
+// and the test
 // makes that answer certain from the kernel's per-descriptor lock list of
 // the process the pid file names (/proc/<pid>/fdinfo), which cannot skip:
 // the sequences of holders the tests assert must not depend on luck.

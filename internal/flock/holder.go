@@ -44,26 +44,31 @@ func Holder(dir string) (pid int, err error) {
 	return pid, nil
 }
 
-// procLocksReads is how many times a negative answer is confirmed.
-const procLocksReads = 3
+// procLocksReads bounds how many times /proc/locks is read for one answer.
+const procLocksReads = 8
 
 // scanProcLocks looks for a flock on ids in /proc/locks. The kernel builds
-// the file one read(2) at a time, each a consistent page-sized chunk; when a
-// lock listed before the current chunk is released between two reads, the
-// next chunk skips an entry. A holder that is found is certain; "nobody
-// holds it" is confirmed by reading the whole file again, with a buffer
-// large enough that each read returns a full chunk.
+// the file one read(2) at a time, each a page-sized chunk, from per-CPU
+// lists of locks; between two chunks a lock can be released from one list
+// and another taken on a later one, so a single pass can skip the holder or
+// show a holder that has just released the lock. An answer is therefore
+// taken only when two consecutive whole passes agree (each read with a
+// buffer large enough to return a full chunk); failing that, the last pass
+// is returned.
 func scanProcLocks(ids []fileID) (pid int, held bool, err error) {
 	buf := make([]byte, 0, 64<<10)
+	lastPID, lastHeld := -1, false
 	for range procLocksReads {
 		if buf, err = readProcLocks(buf[:0]); err != nil {
 			return 0, false, err
 		}
-		if pid, held = findFlockHolder(buf, ids); held {
-			return pid, true, nil
+		pid, held = findFlockHolder(buf, ids)
+		if pid == lastPID && held == lastHeld {
+			return pid, held, nil
 		}
+		lastPID, lastHeld = pid, held
 	}
-	return 0, false, nil
+	return pid, held, nil
 }
 
 func readProcLocks(buf []byte) ([]byte, error) {
