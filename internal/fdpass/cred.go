@@ -18,19 +18,6 @@ func EnablePassCred(c syscall.Conn) error {
 	})
 }
 
-// PeerCred returns SO_PEERCRED of c: for a connected path socket, the
-// credentials of the peer when it called connect or listen. On a socketpair
-// it names the creator of the pair, not the peer.
-func PeerCred(c syscall.Conn) (*unix.Ucred, error) {
-	var cred *unix.Ucred
-	err := control(c, "getsockopt SO_PEERCRED", func(fd int) error {
-		var err error
-		cred, err = unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-		return err
-	})
-	return cred, err
-}
-
 // control runs fn on c's descriptor inside RawConn.Control and wraps its
 // failure as a syscall error named op.
 func control(c syscall.Conn, op string, fn func(fd int) error) error {

@@ -2,6 +2,7 @@ package fdpass
 
 import (
 	"errors"
+	"github.com/handoff-go/handoff/internal/sysx"
 	"io"
 	"net"
 	"os"
@@ -171,7 +172,7 @@ func TestParse_credentialsWithPassCred(t *testing.T) {
 
 func TestPeerCred_socketpairNamesItsCreator(t *testing.T) {
 	p := pair(t)
-	cred, err := PeerCred(fileConn(t, p[0]))
+	cred, err := sysx.PeerCred(fileConn(t, p[0]))
 	if err != nil || cred.Pid != int32(os.Getpid()) {
 		t.Fatalf("PeerCred = %+v, %v; want pid %d", cred, err, os.Getpid())
 	}

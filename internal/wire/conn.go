@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/internal/fdpass"
+	"github.com/handoff-go/handoff/internal/sysx"
 )
 
 // Conn is one protocol session on a connected Unix stream socket (the
@@ -181,7 +182,7 @@ func (c *Conn) EnablePassCred() error { return fdpass.EnablePassCred(c.c) }
 
 // PeerCred returns SO_PEERCRED: on a path socket (control, trigger), the
 // peer's pid, uid and gid as of its connect or listen call.
-func (c *Conn) PeerCred() (*unix.Ucred, error) { return fdpass.PeerCred(c.c) }
+func (c *Conn) PeerCred() (*unix.Ucred, error) { return sysx.PeerCred(c.c) }
 
 // Raw returns the underlying socket, for socket options this type does not
 // cover. Reading or writing it directly breaks framing.
