@@ -56,7 +56,7 @@ func checkPeerUID(c *net.UnixConn) error {
 	if err != nil {
 		return fmt.Errorf("handoff: control peer credentials: %w", err)
 	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+	if !sysx.TrustedUID(cred.Uid) {
 		return fmt.Errorf("handoff: control peer pid %d runs as uid %d, not %d or root: %w",
 			cred.Pid, cred.Uid, os.Geteuid(), ErrPeerRejected)
 	}

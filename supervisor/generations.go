@@ -113,7 +113,7 @@ func checkPeer(c *net.UnixConn, pid int) error {
 	if err != nil {
 		return err
 	}
-	if cred.Uid != 0 && int(cred.Uid) != os.Geteuid() {
+	if !sysx.TrustedUID(cred.Uid) {
 		return fmt.Errorf("handoff: control socket answered by uid %d, not %d or root", cred.Uid, os.Geteuid())
 	}
 	if pid != 0 && int(cred.Pid) != pid {

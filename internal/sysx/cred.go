@@ -38,3 +38,7 @@ func control(c syscall.Conn, fn func(fd uintptr)) error {
 	}
 	return rc.Control(fn)
 }
+
+// TrustedUID reports whether a peer running as uid may drive this process's
+// control protocol: root, or the same effective uid as this process.
+func TrustedUID(uid uint32) bool { return uid == 0 || int(uid) == os.Geteuid() }
