@@ -84,12 +84,28 @@ func TestNext_contextEnds(t *testing.T) {
 	}
 }
 
-// TestHeartbeats_stopIsIdempotent: Stop may be called twice, and on nil.
-func TestHeartbeats_stopIsIdempotent(t *testing.T) {
-	a, _ := pair(t)
+// TestHeartbeats_stopEndsThem: after Stop (idempotent, also on nil) no
+// heartbeat reaches the peer, not even after a whole interval.
+func TestHeartbeats_stopEndsThem(t *testing.T) {
+	a, b := pair(t)
 	hb := StartHeartbeats(a)
 	hb.Stop()
 	hb.Stop()
 	var none *Heartbeats
 	none.Stop()
+	r, err := b.Recv(time.Now().Add(HeartbeatInterval + HeartbeatInterval/2))
+	if !errors.Is(err, wire.ErrPeerTimeout) {
+		t.Fatalf("after Stop: received %v, %v; want nothing until the deadline", r.Msg, err)
+	}
+}
+
+// TestHeartbeats_sent: while running, heartbeats arrive every interval.
+func TestHeartbeats_sent(t *testing.T) {
+	a, b := pair(t)
+	hb := StartHeartbeats(a)
+	defer hb.Stop()
+	r, err := b.Recv(time.Now().Add(time.Minute)) // turns a hang into a failure
+	if err != nil || r.Msg.Type() != wire.TypeHeartbeat {
+		t.Fatalf("Recv = %v, %v; want a Heartbeat", r.Msg, err)
+	}
 }
