@@ -2,15 +2,15 @@ package httpdrain
 
 import (
 	"fmt"
+	"github.com/handoff-go/handoff/internal/testproc"
 	"os"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) {
-	warmUpPoller()
+	testproc.WarmUpPoller()
 	code := m.Run()
 	if code == 0 {
 		// net/http lingers up to 500 ms on a connection it closes after a
@@ -21,15 +21,4 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// warmUpPoller makes the runtime open its lazily created descriptors (the
-// epoll instance and its eventfd) before any test takes an fd baseline.
-func warmUpPoller() {
-	r, w, err := os.Pipe()
-	if err == nil {
-		_ = r.SetReadDeadline(time.Now())
-		r.Close()
-		w.Close()
-	}
 }

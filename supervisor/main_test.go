@@ -3,6 +3,7 @@ package supervisor
 import (
 	"flag"
 	"fmt"
+	"github.com/handoff-go/handoff/internal/testproc"
 	"os"
 	"runtime"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 )
@@ -57,7 +57,7 @@ func TestMain(m *testing.M) {
 	}
 	flag.Parse()
 	raiseParallel()
-	warmUpPoller()
+	testproc.WarmUpPoller()
 	goleak.VerifyTestMain(checkedRun{m})
 }
 
@@ -69,17 +69,6 @@ func raiseParallel() {
 	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
 	if !set {
 		_ = flag.Set("test.parallel", strconv.Itoa(max(runtime.GOMAXPROCS(0), 12)))
-	}
-}
-
-// warmUpPoller makes the runtime open its lazily created descriptors (the
-// epoll instance and its wake-up eventfd) before the fd baseline is taken.
-func warmUpPoller() {
-	r, w, err := os.Pipe()
-	if err == nil {
-		_ = r.SetReadDeadline(time.Now())
-		r.Close()
-		w.Close()
 	}
 }
 

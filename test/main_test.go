@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/handoff-go/handoff/internal/testproc"
 	"io"
 	"os"
 	"os/exec"
@@ -15,7 +16,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
@@ -79,7 +79,7 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	stop := startReaper()
-	warmUpPoller()
+	testproc.WarmUpPoller()
 	fds := openFDNames()
 	code := m.Run()
 	stop()
@@ -88,17 +88,6 @@ func runTests(m *testing.M) int {
 		code = checkAfterRun(fds)
 	}
 	return code
-}
-
-// warmUpPoller makes the runtime open its lazily created descriptors (the
-// epoll instance and its wake-up eventfd) before the fd baseline is taken.
-func warmUpPoller() {
-	r, w, err := os.Pipe()
-	if err == nil {
-		_ = r.SetReadDeadline(time.Now())
-		r.Close()
-		w.Close()
-	}
 }
 
 // openFDNames lists this process's descriptors with what they name.

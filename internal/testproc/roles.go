@@ -65,7 +65,7 @@ func (r *Roles) Main(m *testing.M) {
 		}
 		os.Exit(role())
 	}
-	warmUpPoller()
+	WarmUpPoller()
 	code := m.Run()
 	if code == 0 {
 		code = r.checkAfterRun()
@@ -124,10 +124,11 @@ func wholeSuiteRan() bool {
 	return !testing.Short()
 }
 
-// warmUpPoller makes the runtime open its lazily created descriptors (the
+// WarmUpPoller makes the runtime open its lazily created descriptors (the
 // epoll instance and its wake-up eventfd) before any test takes an fd
-// baseline, so they never show up as a leak.
-func warmUpPoller() {
+// baseline, so they never show up as a leak. Main calls it; packages with a
+// TestMain of their own call it before their baseline.
+func WarmUpPoller() {
 	r, w, err := os.Pipe()
 	if err == nil {
 		_ = r.SetReadDeadline(time.Now())
