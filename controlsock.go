@@ -3,6 +3,7 @@ package handoff
 import (
 	"errors"
 	"fmt"
+	"github.com/handoff-go/handoff/internal/sysx"
 	"io/fs"
 	"net"
 	"os"
@@ -46,7 +47,7 @@ func (cs *controlSocket) publish(tmp string) error {
 	if err := os.Chmod(tmp, 0o600); err != nil {
 		return fmt.Errorf("handoff: control socket %s: %w", cs.path, err)
 	}
-	dev, ino, err := pathID(tmp)
+	dev, ino, err := sysx.PathInode(tmp)
 	if err != nil {
 		return err
 	}
@@ -57,20 +58,6 @@ func (cs *controlSocket) publish(tmp string) error {
 	return nil
 }
 
-// pathID returns the device and inode of the file at path (not following
-// links).
-func pathID(path string) (dev, ino uint64, err error) {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return 0, 0, err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, 0, fmt.Errorf("handoff: stat %s: no inode information", path)
-	}
-	return st.Dev, st.Ino, nil
-}
-
 // takenOver reports whether the path no longer names the socket file we
 // bound: proof that a successor committed (DESIGN's recovery rule). A missing
 // path is proof too: nobody but a committed successor replaces the path (by
@@ -79,7 +66,7 @@ func pathID(path string) (dev, ino uint64, err error) {
 // has since stopped for good. Only an error other than "does not exist"
 // proves nothing.
 func (cs *controlSocket) takenOver() bool {
-	dev, ino, err := pathID(cs.path)
+	dev, ino, err := sysx.PathInode(cs.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return true
 	}
@@ -91,7 +78,7 @@ func (cs *controlSocket) takenOver() bool {
 
 // owned reports whether the path still names the file this process bound.
 func (cs *controlSocket) owned() bool {
-	dev, ino, err := pathID(cs.path)
+	dev, ino, err := sysx.PathInode(cs.path)
 	return err == nil && dev == cs.dev && ino == cs.ino
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/handoff-go/handoff/internal/crashpoint"
 	"github.com/handoff-go/handoff/internal/journal"
 	"github.com/handoff-go/handoff/internal/peer"
+	"github.com/handoff-go/handoff/internal/sysx"
 	"github.com/handoff-go/handoff/internal/wire"
 )
 
@@ -45,13 +46,17 @@ func (w *swap) commit() (Outcome, error) {
 
 // confirmServing waits, within the handoff's budget, until the control
 // socket path answers from the new incumbent: the path changing hands is the
-// commit mark, and the next handoff must reach the new process.
+// commit mark, and the next handoff must reach the new process. It watches
+// the path's inode (a stat, which disturbs nobody) and asks the kernel who
+// answers only once the file there has changed.
 func (w *swap) confirmServing() {
 	for time.Now().Before(w.deadline) && !w.s.isCurrentGone() {
-		if pid, err := controlPeerPID(w.s.controlPath); err == nil && pid == w.out.NewPID {
-			return
+		if _, ino, err := sysx.PathInode(w.s.controlPath); err == nil && ino != w.ctlIno {
+			if pid, err := controlPeerPID(w.s.controlPath); err == nil && pid == w.out.NewPID {
+				return
+			}
 		}
-		time.Sleep(2 * time.Millisecond)
+		time.Sleep(time.Millisecond)
 	}
 	w.s.logf().Warn("handoff.commit", "id", w.out.HandoffID, "warning", "new incumbent did not take the control socket path in time")
 }

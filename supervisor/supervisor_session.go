@@ -13,6 +13,7 @@ import (
 	"github.com/handoff-go/handoff/internal/crashpoint"
 	"github.com/handoff-go/handoff/internal/journal"
 	"github.com/handoff-go/handoff/internal/peer"
+	"github.com/handoff-go/handoff/internal/sysx"
 	"github.com/handoff-go/handoff/internal/wire"
 )
 
@@ -30,6 +31,7 @@ type swap struct {
 
 	old      *generation
 	oconn    *wire.Conn // to the incumbent
+	ctlIno   uint64     // inode of the incumbent's socket file at the control path
 	ohb      *peer.Heartbeats
 	prepared bool // PrepareHandoff sent: the incumbent must be told to resume
 	n        *generation
@@ -147,6 +149,9 @@ func (w *swap) connectIncumbent(ctx context.Context) error {
 		return fail(wire.ReasonPeerLost, "connect to incumbent at %s: %w", w.s.controlPath, err)
 	}
 	w.oconn = wire.NewConn(c)
+	if _, w.ctlIno, err = sysx.PathInode(w.s.controlPath); err != nil {
+		return fail(wire.ReasonPeerLost, "control socket %s: %w", w.s.controlPath, err)
+	}
 	if err := checkPeer(c, w.old.pid); err != nil {
 		return &stepError{reason: wire.ReasonIdentity, err: err}
 	}
