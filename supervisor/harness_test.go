@@ -461,6 +461,11 @@ type holderMonitor struct {
 	done chan struct{}
 	end  chan struct{}
 
+	// sampling serializes readings: the monitor goroutine and the test
+	// both sample, and a slow reading (the fdinfo fallback) appended after
+	// a newer one would record a holder change that never happened.
+	sampling sync.Mutex
+
 	mu      sync.Mutex
 	seq     []int // distinct consecutive holders, 0 for "free"
 	errs    []error
@@ -488,6 +493,8 @@ func (m *holderMonitor) run() {
 }
 
 func (m *holderMonitor) sample() {
+	m.sampling.Lock()
+	defer m.sampling.Unlock()
 	pid, err := lockHolder(m.dir)
 	m.mu.Lock()
 	defer m.mu.Unlock()
