@@ -9,10 +9,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/sessioncap"
 )
 
 // maxSessions bounds concurrent control connections, so a flood of
-// connections cannot exhaust the incumbent; the rest are closed at once.
+// connections cannot exhaust the incumbent. When every slot is taken, a new
+// connection evicts the oldest one that has not completed its handshake:
+// silent peers cannot lock the supervisor out (see internal/sessioncap).
 const maxSessions = 16
 
 // stopBudget bounds a graceful stop (Drain and Seal) started by cancelling
@@ -37,10 +41,10 @@ type Incumbent struct {
 	stopOne   sync.Once
 	served    atomic.Bool
 
-	mu     sync.Mutex
-	conns  map[*net.UnixConn]struct{}
-	wg     sync.WaitGroup
-	closed bool
+	sessions *sessioncap.Table
+
+	mu        sync.Mutex
+	lastLimit time.Time // rate-limits the session-limit warning
 }
 
 // BindColdStart binds the control socket path for a daemon started without a
@@ -73,7 +77,7 @@ func newIncumbent(socketPath string, lock *DataDirLock, opts []Option) (*Incumbe
 		started:   time.Now(),
 		committed: make(chan struct{}),
 		stopping:  make(chan struct{}),
-		conns:     make(map[*net.UnixConn]struct{}),
+		sessions:  sessioncap.New(maxSessions),
 	}, nil
 }
 
@@ -107,7 +111,6 @@ func (inc *Incumbent) Serve(ctx context.Context, d Drainable) error {
 func (inc *Incumbent) Committed() <-chan struct{} { return inc.committed }
 
 func (inc *Incumbent) acceptLoop() error {
-	slots := make(chan struct{}, maxSessions)
 	for {
 		c, err := inc.ctl.ln.AcceptUnix()
 		if err != nil {
@@ -116,55 +119,39 @@ func (inc *Incumbent) acceptLoop() error {
 			}
 			return err
 		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			c.Close() // flood: refuse beyond maxSessions
+		slot, how := inc.sessions.Admit(c)
+		switch how {
+		case sessioncap.Refused:
+			c.Close()
+			inc.warnSessionLimit("refused a control connection: every session has completed its handshake")
 			continue
-		}
-		if !inc.track(c) {
-			<-slots
-			continue
+		case sessioncap.AdmittedByEviction:
+			inc.warnSessionLimit("closed the oldest control connection that had not completed its handshake")
 		}
 		go func() {
-			defer func() { <-slots }()
-			defer inc.untrack(c)
-			inc.session(c)
+			defer slot.Release()
+			defer c.Close()
+			inc.session(c, slot)
 		}()
 	}
 }
 
-func (inc *Incumbent) track(c *net.UnixConn) bool {
+// warnSessionLimit logs that the session limit was reached, at most once a
+// second, so a flood of connections does not flood the log as well.
+func (inc *Incumbent) warnSessionLimit(what string) {
 	inc.mu.Lock()
 	defer inc.mu.Unlock()
-	if inc.closed {
-		c.Close()
-		return false
+	if now := time.Now(); now.Sub(inc.lastLimit) >= time.Second {
+		inc.lastLimit = now
+		inc.opts.logger.Warn("handoff.session_limit", "limit", maxSessions, "what", what)
 	}
-	inc.conns[c] = struct{}{}
-	inc.wg.Add(1)
-	return true
-}
-
-func (inc *Incumbent) untrack(c *net.UnixConn) {
-	c.Close()
-	inc.mu.Lock()
-	delete(inc.conns, c)
-	inc.mu.Unlock()
-	inc.wg.Done()
 }
 
 // shutdownSessions stops accepting, closes every open control connection and
 // waits for their goroutines.
 func (inc *Incumbent) shutdownSessions() {
 	inc.ctl.close()
-	inc.mu.Lock()
-	inc.closed = true
-	for c := range inc.conns {
-		c.Close()
-	}
-	inc.mu.Unlock()
-	inc.wg.Wait()
+	inc.sessions.Shutdown()
 }
 
 func (inc *Incumbent) markCommitted() {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/handoff-go/handoff/internal/peer"
+	"github.com/handoff-go/handoff/internal/sessioncap"
 	"github.com/handoff-go/handoff/internal/sysx"
 	"github.com/handoff-go/handoff/internal/wire"
 )
@@ -25,7 +26,7 @@ type ctlSession struct {
 // session serves one control connection: the peer's uid is checked from the
 // kernel, the incumbent says Hello, and then answers requests until the peer
 // hangs up or stays silent past the liveness limit.
-func (inc *Incumbent) session(c *net.UnixConn) {
+func (inc *Incumbent) session(c *net.UnixConn, slot *sessioncap.Slot) {
 	log := inc.opts.logger
 	if err := checkPeerUID(c); err != nil {
 		log.Warn("handoff.reject", "err", err)
@@ -36,6 +37,7 @@ func (inc *Incumbent) session(c *net.UnixConn) {
 		log.Debug("handoff.session", "err", err)
 		return
 	}
+	slot.Vouch()
 	for {
 		r, err := peer.Next(context.Background(), s.wc, time.Time{})
 		if err != nil {

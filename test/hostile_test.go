@@ -2,14 +2,11 @@ package test
 
 import (
 	"encoding/binary"
-	"errors"
-	"io"
 	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,7 +15,8 @@ import (
 )
 
 // sessionCap is the incumbent's limit of concurrent control connections
-// (maxSessions in incumbent.go): a flood beyond it is closed at once.
+// (maxSessions in incumbent.go): beyond it, the oldest connection that has
+// not completed its handshake is evicted.
 const sessionCap = 16
 
 // closeWait bounds how long the incumbent may take to drop a peer. A peer
@@ -427,13 +425,12 @@ func TestHostile_SlowlorisDuringSwap(t *testing.T) {
 	h.finish()
 }
 
-// TestHostile_Flood: more connections than the session cap. Those beyond
-// the cap are closed at once without a Hello; the incumbent keeps serving
-// its clients, its descriptors return to their count before the flood, and
-// once the flood is gone it answers control clients again and a swap
-// commits. (While a same-uid flood holds every session, control clients,
-// the supervisor included, are turned away until the silence limit drops
-// the flood.)
+// TestHostile_Flood: more silent connections than the session cap. A
+// connection beyond the cap evicts the oldest one that never answered the
+// incumbent's Hello, so while the flood holds every slot the incumbent
+// keeps serving its clients, a well-behaved control client still gets its
+// Snapshot, a swap still commits (the supervisor's connection is the newest
+// and answers at once), and the flood's descriptors are all given back.
 func TestHostile_Flood(t *testing.T) {
 	h := startHostile(t)
 	before, err := openFDs(h.pid)
@@ -441,46 +438,62 @@ func TestHostile_Flood(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 4 * sessionCap
-	peers := make([]*rawPeer, 0, n)
-	for range n {
-		p, err := dialRaw(h.w.control)
-		if err != nil {
-			t.Fatalf("connection %d of the flood: %v", len(peers), err)
-		}
-		peers = append(peers, p)
-	}
-	hellos, closed := floodAnswers(peers)
-	if hellos > sessionCap || closed < n-sessionCap {
-		t.Errorf("flood of %d: %d got a Hello and %d were closed at once; want at most %d sessions", n, hellos, closed, sessionCap)
-	}
+	peers := flood(t, h.w.control, n)
 	h.clientsServed("during the flood")
-	for _, p := range peers {
-		p.close()
+	if s, err := snapshot(h.w.control); err != nil || int(s.PID) != h.pid {
+		t.Fatalf("during a flood of %d silent connections a well-behaved control client got no Snapshot from pid %d: %v", n, h.pid, err)
+	}
+	h.logged("handoff.session_limit")
+	if closed := closedPeers(peers); closed < n-sessionCap {
+		t.Errorf("flood of %d: %d connections closed by the incumbent, want at least %d (at most %d sessions)", n, closed, n-sessionCap, sessionCap)
 	}
 	waitFDs(t, h.pid, before)
+
+	// A second flood, held open through the swap.
+	peers = flood(t, h.w.control, n)
+	defer func() {
+		for _, p := range peers {
+			p.close()
+		}
+	}()
 	h.finish()
 }
 
-// floodAnswers sorts the flood's connections: Hello received, or closed
-// without a byte.
-func floodAnswers(peers []*rawPeer) (hellos, closed int) {
+// flood opens n connections to the control socket that never send a byte.
+func flood(t *testing.T, path string, n int) []*rawPeer {
+	t.Helper()
+	peers := make([]*rawPeer, 0, n)
+	for range n {
+		p, err := dialRaw(path)
+		if err != nil {
+			t.Fatalf("connection %d of the flood: %v", len(peers), err)
+		}
+		t.Cleanup(p.close)
+		peers = append(peers, p)
+	}
+	return peers
+}
+
+// closedPeers waits until the incumbent has closed each of the flood's
+// connections (evicted, or dropped by the silence limit) and counts those
+// it closed; every connection is closed by the test afterwards.
+func closedPeers(peers []*rawPeer) int {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	closed := 0
 	for _, p := range peers {
 		wg.Go(func() {
-			m, _, err := p.recv(closeWait)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err == nil && m.Type() == wire.TypeHello:
-				hellos++
-			case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET):
+			_, err := p.expectClosed(closeWait)
+			p.close()
+			if err == nil {
+				mu.Lock()
 				closed++
+				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
-	return hellos, closed
+	return closed
 }
 
 // waitFDs waits until pid has want descriptors open again (its sessions
