@@ -35,6 +35,7 @@ const (
 	codeNoIncumbent = "no-incumbent" // no daemon is running to swap from
 	codeBadRequest  = "bad-request"  // the request line is not valid
 	codeStopping    = "stopping"     // the supervisor is shutting down
+	codeBusy        = "busy"         // every trigger connection slot holds a request; retry later
 	codeInternal    = "internal"     // anything else; the message says what
 	// codeReexecFailed: the new supervisor binary failed its pre-flight run
 	// or could not be exec'd; the running supervisor carries on unchanged.

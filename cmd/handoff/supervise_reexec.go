@@ -143,7 +143,7 @@ func carriedTrigger(path string, f *os.File) (*triggerServer, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &triggerServer{ln: ln, path: path, owned: owned}, nil
+	return newTriggerServer(ln, path, owned), nil
 }
 
 // reconcileAdopted makes the listeners taken back from an adopted incumbent

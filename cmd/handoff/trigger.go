@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/sessioncap"
 	"github.com/handoff-go/handoff/internal/sysx"
 )
 
@@ -32,6 +33,12 @@ const (
 	maxRequest     = 64 << 10         // a request line is tiny; bound what a peer can make us buffer
 	requestTimeout = 30 * time.Second // a client must send its request line within this
 	writeTimeout   = 10 * time.Second // per event line: a stalled client never stalls a swap for longer
+
+	// maxTriggerConns bounds the trigger connections held at once. Beyond
+	// it, the oldest connection that has not sent a valid request yet is
+	// closed to make room, so silent clients cannot lock out the operator;
+	// a client finding every slot busy with a request gets a "busy" error.
+	maxTriggerConns = 64
 )
 
 // triggerServer serves the trigger socket: one request per connection,
@@ -44,6 +51,16 @@ type triggerServer struct {
 	handle func(ctx context.Context, w *eventWriter, req request)
 	log    *slog.Logger
 	wg     sync.WaitGroup
+	conns  *sessioncap.Table
+
+	mu        sync.Mutex
+	lastLimit time.Time // rate-limits the connection-limit warning
+}
+
+// newTriggerServer serves ln, bound at path (owned: the inode to remove at
+// the final stop while it is still ours).
+func newTriggerServer(ln *net.UnixListener, path string, owned ownedPath) *triggerServer {
+	return &triggerServer{ln: ln, path: path, owned: owned, conns: sessioncap.New(maxTriggerConns)}
 }
 
 // listenTrigger binds the trigger socket at path with mode: under a
@@ -75,7 +92,7 @@ func listenTrigger(path string, mode os.FileMode) (*triggerServer, error) {
 		ln.Close()
 		return nil, err
 	}
-	return &triggerServer{ln: ln, path: path, owned: owned}, nil
+	return newTriggerServer(ln, path, owned), nil
 }
 
 func checkTriggerPath(path string) error {
@@ -131,17 +148,50 @@ func (t *triggerServer) serve(ctx context.Context) {
 			if err != nil {
 				return // closed
 			}
+			slot, how := t.conns.Admit(c)
+			switch how {
+			case sessioncap.Refused:
+				t.refuseBusy(c)
+				continue
+			case sessioncap.AdmittedByEviction:
+				t.warnLimit("closed the oldest trigger connection that had not sent a request")
+			}
 			t.wg.Add(1)
 			go func() {
 				defer t.wg.Done()
-				t.conn(ctx, c)
+				defer slot.Release()
+				t.conn(ctx, c, slot)
 			}()
 		}
 	}()
 }
 
-// conn serves one connection: peer check, one request, its answer.
-func (t *triggerServer) conn(ctx context.Context, c *net.UnixConn) {
+// refuseBusy answers a connection beyond the limit with a "busy" error and
+// closes it. A fresh connection's send buffer is empty, so the one short
+// line never waits; the deadline is there all the same.
+func (t *triggerServer) refuseBusy(c *net.UnixConn) {
+	defer c.Close()
+	t.warnLimit("refused a trigger connection: every connection holds a request in progress")
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = json.NewEncoder(c).Encode(errorEvent{Event: evError, Code: codeBusy,
+		Error: fmt.Sprintf("handoff: the supervisor is serving %d trigger requests already; retry later", maxTriggerConns)})
+}
+
+// warnLimit logs that the connection limit was reached, at most once a
+// second, so a flood does not flood the log as well.
+func (t *triggerServer) warnLimit(what string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.lastLimit) >= time.Second {
+		t.lastLimit = now
+		t.log.Warn("handoff.trigger_limit", "limit", maxTriggerConns, "what", what)
+	}
+}
+
+// conn serves one connection: peer check, one request, its answer. The
+// slot is vouched for once a valid request arrived: from then on the
+// connection is not evicted to make room for another.
+func (t *triggerServer) conn(ctx context.Context, c *net.UnixConn, slot *sessioncap.Slot) {
 	defer c.Close()
 	w := newEventWriter(c)
 	defer w.close()
@@ -159,6 +209,7 @@ func (t *triggerServer) conn(ctx context.Context, c *net.UnixConn) {
 		w.finish(errorFor(err))
 		return
 	}
+	slot.Vouch()
 	level := slog.LevelInfo
 	if req.Op == opStatus {
 		level = slog.LevelDebug

@@ -2,9 +2,11 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -358,4 +361,88 @@ func TestTrigger_refusesAForeignUID(t *testing.T) {
 		t.Fatalf("allowed uid: exit %d:\n%s", r.code, r.stderr)
 	}
 	f.stop()
+}
+
+// TestTrigger_silentFloodDoesNotLockOutTheOperator: twice as many silent
+// connections as the trigger socket holds. Each one beyond the limit
+// evicts the oldest connection that has not sent a request (long before
+// the 30 s request timeout), and `handoff status` and `handoff upgrade`
+// still work while the flood is open.
+func TestTrigger_silentFloodDoesNotLockOutTheOperator(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.start(options{})
+	const n = 2 * maxTriggerConns
+	flood := make([]net.Conn, 0, n)
+	for range n {
+		c, err := net.Dial("unix", f.trigger)
+		if err != nil {
+			t.Fatalf("connection %d of the flood: %v", len(flood), err)
+		}
+		t.Cleanup(func() { c.Close() })
+		flood = append(flood, c)
+	}
+	if st := f.status(); st.Incumbent == nil {
+		t.Fatal("status during the flood: no incumbent")
+	}
+	evicted := 0
+	for _, c := range flood {
+		// Less than the request timeout: only an eviction closes it in time.
+		_ = c.SetReadDeadline(time.Now().Add(requestTimeout / 3))
+		if _, err := io.Copy(io.Discard, c); err == nil {
+			evicted++
+		}
+	}
+	if evicted < n-maxTriggerConns {
+		t.Errorf("%d of %d silent connections were closed before the request timeout, want at least %d", evicted, n, n-maxTriggerConns)
+	}
+	if r := f.upgrade(); r.code != 0 {
+		t.Fatalf("upgrade during the flood: exit %d\n%s", r.code, r.stderr)
+	}
+	f.stop()
+}
+
+// TestTrigger_busyWhenEverySlotHoldsARequest: when every connection slot
+// holds a request in progress, a further client is told "busy" at once
+// instead of waiting or being dropped silently.
+func TestTrigger_busyWhenEverySlotHoldsARequest(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ts, err := listenTrigger(filepath.Join(dir, "trigger.sock"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered := make(chan struct{}, maxTriggerConns)
+	release := make(chan struct{})
+	ts.admit = func(*unix.Ucred) error { return nil }
+	ts.log = slog.New(slog.DiscardHandler)
+	ts.handle = func(ctx context.Context, w *eventWriter, req request) {
+		entered <- struct{}{}
+		<-release
+		w.finish(errorFor(errBadRequest))
+	}
+	ts.serve(context.Background())
+	for range maxTriggerConns {
+		c, err := net.Dial("unix", ts.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintln(c, `{"op":"status"}`)
+	}
+	for i := range maxTriggerConns {
+		select {
+		case <-entered:
+		case <-time.After(time.Minute):
+			t.Fatalf("only %d of %d requests reached the handler", i, maxTriggerConns)
+		}
+	}
+	ev := rawTrigger(t, ts.path, `{"op":"status"}`)
+	if ev.Event != "error" || ev.Code != codeBusy {
+		t.Errorf("a client beyond %d requests in progress got %+v, want a %q error", maxTriggerConns, ev, codeBusy)
+	}
+	close(release)
+	if err := ts.close(); err != nil {
+		t.Fatal(err)
+	}
 }
