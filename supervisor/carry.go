@@ -59,6 +59,10 @@ type carriedState struct {
 	Incumbent *carriedGen  `json:"incumbent,omitempty"`
 	Draining  []carriedGen `json:"draining,omitempty"`
 	Last      *Outcome     `json:"last,omitempty"`
+	// Metrics: what the metrics counted (absent from a supervisor that
+	// records none, or from an older binary's state: counting restarts at
+	// zero then).
+	Metrics *metricsState `json:"metrics,omitempty"`
 }
 
 type carriedFD struct {
@@ -134,7 +138,7 @@ func preflight(binary string, argv, env []string) error {
 func (s *Supervisor) carryState(extra []Listener) (carriedState, []*os.File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := carriedState{Format: CarryFormat, Control: s.controlPath, Last: s.last}
+	st := carriedState{Format: CarryFormat, Control: s.controlPath, Last: s.last, Metrics: s.opts.metrics.state()}
 	var files []*os.File
 	for _, l := range s.listeners {
 		st.Listeners = append(st.Listeners, carriedFD{Name: l.Name, FD: fdOf(l.File)})
@@ -315,6 +319,7 @@ func (c *Carried) Supervisor(opts ...Option) (*Supervisor, error) {
 		return nil, err
 	}
 	s.last = c.st.Last
+	s.opts.metrics.restore(c.st.Metrics)
 	if c.st.Incumbent != nil {
 		s.current = c.adoptCarried(*c.st.Incumbent)
 	}

@@ -12,17 +12,17 @@ type Metrics struct {
 	rolledBack *prometheus.CounterVec
 	sealFail   prometheus.Counter
 	restarts   prometheus.Counter
-	duration   prometheus.Histogram
-	drain      prometheus.Histogram
-	seal       prometheus.Histogram
-	beginReady prometheus.Histogram
+	duration   *carriedHistogram
+	drain      *carriedHistogram
+	seal       *carriedHistogram
+	beginReady *carriedHistogram
 }
 
 // NewMetrics creates the metrics and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	buckets := prometheus.ExponentialBuckets(0.001, 2, 17) // 1 ms … ~65 s
-	h := func(name, help string) prometheus.Histogram {
-		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+	h := func(name, help string) *carriedHistogram {
+		return newCarriedHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 	}
 	m := &Metrics{
 		handoffs: prometheus.NewCounter(prometheus.CounterOpts{Name: "handoff_handoffs_total", Help: "Handoffs committed."}),

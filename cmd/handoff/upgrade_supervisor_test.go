@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,13 +17,21 @@ import (
 // (the incumbent and the supervisor share its inode before and after), the
 // incumbent untouched, and no client refused meanwhile; a swap still
 // commits afterwards. A new binary that fails its pre-flight run replaces
-// nothing (issue 6).
+// nothing. The metrics (and the status counters) carry on from where they
+// were instead of starting again at zero.
 func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	f.start(options{})
+	f.start(options{extra: `metrics_addr = "127.0.0.1:0"`})
 	addr := f.listenerAddr("http")
+	if r := f.upgrade("--binary", f.bin("daemon-next")); r.code != exitOK {
+		t.Fatalf("swap before the supervisor upgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := f.upgrade("--binary", f.bin("daemon-broken")); r.code != exitRolledBack {
+		t.Fatalf("rollback before the supervisor upgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	before := f.status()
+	metricsBefore := handoffSeries(t, before.MetricsAddr)
 	shared := sharedSockets(t, before.SupervisorPID, before.Incumbent.PID)
 	if len(shared) == 0 {
 		t.Fatal("supervisor and incumbent share no socket before the upgrade")
@@ -45,6 +54,12 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	if now := sharedSockets(t, after.SupervisorPID, after.Incumbent.PID); !equalSets(now, shared) {
 		t.Fatalf("shared socket inodes changed: %v, before %v", now, shared)
 	}
+	if after.Counters != before.Counters {
+		t.Errorf("status counters %+v after the supervisor upgrade, %+v before", after.Counters, before.Counters)
+	}
+	if got := handoffSeries(t, after.MetricsAddr); !slices.Equal(got, metricsBefore) {
+		t.Errorf("handoff_* metrics after the supervisor upgrade:\n%s\nbefore:\n%s", strings.Join(got, "\n"), strings.Join(metricsBefore, "\n"))
+	}
 	if r := f.upgrade("--binary", f.bin("daemon-next")); r.code != exitOK {
 		t.Fatalf("swap after the supervisor upgrade: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -52,6 +67,25 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 		t.Fatalf("%d of %d connections failed: %v", len(failed), n, failed)
 	}
 	f.stop()
+}
+
+// handoffSeries returns the handoff_* samples of a /metrics page, one
+// line each, in the exposition's order.
+func handoffSeries(t *testing.T, addr string) []string {
+	t.Helper()
+	if addr == "" {
+		t.Fatal("status names no metrics address")
+	}
+	var out []string
+	for line := range strings.Lines(scrape(t, "http://"+addr+"/metrics")) {
+		if strings.HasPrefix(line, "handoff_") {
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no handoff_* metrics on /metrics")
+	}
+	return out
 }
 
 // sharedSockets lists the socket inodes both processes hold.
