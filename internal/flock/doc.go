@@ -15,8 +15,9 @@
 // The lock descriptor is close-on-exec, so a spawned successor never inherits
 // it. The pid file (<dir>/.handoff.pid, "pid starttime\n") is advisory: it
 // tells others who to blame and whether that process is dead. It is written
-// by temp file, fsync, rename and directory fsync while the lock is held, and
-// removed on release only while it still names the releasing process.
+// by temp file and rename (atomic, not fsynced: it only describes a live
+// process) while the lock is held, and removed on release only while it
+// still names the releasing process.
 //
 // [Holder] finds the holder from /proc/locks without touching the lock, so a
 // supervisor can look without colliding with a successor's acquire.

@@ -58,8 +58,13 @@ func formatPidFile(pid int, startTime uint64) []byte {
 }
 
 // writePidFile records this process as the holder. The caller holds the lock.
+// The file is replaced atomically but not fsynced: it names a live process,
+// and after a machine crash no process holds the lock (flocks do not
+// survive a reboot) and whatever pid the file names is dead or another
+// process (pid and start time differ), so durability would buy nothing.
+// It sits between Begin and Ready on every swap.
 func writePidFile(dir string, pid int, startTime uint64) error {
-	return sysx.WriteFileAtomic(filepath.Join(dir, PidFileName), formatPidFile(pid, startTime), 0o644)
+	return sysx.ReplaceFileAtomic(filepath.Join(dir, PidFileName), formatPidFile(pid, startTime), 0o644)
 }
 
 // removePidFileIfOurs removes the pid file while it names pid/startTime. It is

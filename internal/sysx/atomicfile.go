@@ -18,7 +18,25 @@ import (
 // crash in the middle can leave one behind, named "."+base+".tmp-*", which
 // never affects path.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := writeTemp(path, data, perm)
+	if err := replace(path, data, perm, true); err != nil {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
+}
+
+// ReplaceFileAtomic replaces path with data so that a process crashing at
+// any moment, or a reader at any moment, sees either the old content or
+// the new, never a mix — but it does not make the change durable: after a
+// crash of the machine, path may hold the old content, the new, or (on
+// some file systems) nothing. It is for files that describe live
+// processes, which a machine crash makes stale anyway, and it saves the
+// two fsyncs of [WriteFileAtomic].
+func ReplaceFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return replace(path, data, perm, false)
+}
+
+func replace(path string, data []byte, perm os.FileMode, sync bool) error {
+	tmp, err := writeTemp(path, data, perm, sync)
 	if err != nil {
 		return err
 	}
@@ -26,7 +44,7 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("handoff: replace %s: %w", path, err)
 	}
-	return SyncDir(filepath.Dir(path))
+	return nil
 }
 
 // TempPattern is the glob (relative to the directory of path) that matches the
@@ -35,7 +53,7 @@ func TempPattern(path string) string {
 	return "." + filepath.Base(path) + ".tmp-*"
 }
 
-func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
+func writeTemp(path string, data []byte, perm os.FileMode, sync bool) (string, error) {
 	name, err := tempName(path)
 	if err != nil {
 		return "", err
@@ -44,16 +62,16 @@ func writeTemp(path string, data []byte, perm os.FileMode) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("handoff: write %s: %w", path, err)
 	}
-	if err := writeSyncClose(f, data); err != nil {
+	if err := writeClose(f, data, sync); err != nil {
 		_ = os.Remove(name)
 		return "", fmt.Errorf("handoff: write %s: %w", path, err)
 	}
 	return name, nil
 }
 
-func writeSyncClose(f *os.File, data []byte) error {
+func writeClose(f *os.File, data []byte, sync bool) error {
 	_, err := f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
