@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/examples/kvd/store"
@@ -227,4 +228,38 @@ func TestDrainable_respPipelineAnsweredBeforeDrainClose(t *testing.T) {
 		}
 	}
 	c.wantClosed(t)
+}
+
+// TestDrainable_respDrainWaitsForWarmConnection: a client that got a reply
+// a moment ago is about to send its next command, so Drain waits for it
+// (up to the idle-quiet time) instead of leaving its connection to Seal:
+// the next command is answered, the connection closes behind the reply,
+// and only then does Drain return.
+func TestDrainable_respDrainWaitsForWarmConnection(t *testing.T) {
+	ts := startTestServer(t, faults{})
+	ts.resp.to.quiet = time.Hour // only the connection's close ends the wait
+	c := dialRESP(t, ts.respAddr)
+	if got := c.call(t, "PING"); got != "+PONG" {
+		t.Fatal(got)
+	}
+	drained := make(chan error, 1)
+	go func() {
+		_, err := ts.Drain(testCtx(t))
+		drained <- err
+	}()
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) while a connection answered a moment ago was still open", err)
+	case <-time.After(200 * time.Millisecond): // a correct Drain never returns here: no flake, only a missed bug
+	}
+	if got := c.call(t, "SET warm 1"); got != "+OK" {
+		t.Fatalf("the warm connection's next command got %q, want +OK", got)
+	}
+	c.wantClosed(t)
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+	if v, ok := ts.get("warm"); !ok || string(v) != "1" {
+		t.Fatalf("warm = %q, %v", v, ok)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,10 +20,12 @@ import (
 type respHandler func(ctx context.Context, args [][]byte, w respWriter) (quit bool)
 
 // respTimeouts bound what a client can hold: an idle connection, a command
-// that is slow to arrive, a reply that is slow to leave.
-type respTimeouts struct{ idle, command, write time.Duration }
+// that is slow to arrive, a reply that is slow to leave. quiet is how long
+// a connection must have gone without a reply before drain stops waiting
+// for it (see drain).
+type respTimeouts struct{ idle, command, write, quiet time.Duration }
 
-var defaultRESPTimeouts = respTimeouts{idle: 10 * time.Minute, command: 30 * time.Second, write: 30 * time.Second}
+var defaultRESPTimeouts = respTimeouts{idle: 10 * time.Minute, command: 30 * time.Second, write: 30 * time.Second, quiet: 100 * time.Millisecond}
 
 // respServer serves the RESP listener. Its drain works like the HTTP one:
 // drain closes this process's listener (a duplicate keeps the socket) and
@@ -167,12 +170,58 @@ func (s *respServer) stopAccept(ctx context.Context) error {
 // a reply reaches the client before it sends its next command, so a client
 // that checks its connection before reusing it (as Redis clients do)
 // reconnects, into the listen backlog, without losing a command.
-// Connections that stay idle are left to seal.
+//
+// It then waits, up to the idle-quiet time after the last reply, for the
+// connections that are in use to get that reply: a client between two
+// commands when drain starts is about to send the next one, and left to
+// seal its connection would close under that command. Connections quiet
+// for longer are left to seal. The wait is politeness, not correctness: when
+// ctx ends first, drain returns without an error.
 func (s *respServer) drain(ctx context.Context) error {
 	s.mu.Lock()
 	s.draining = true
 	s.mu.Unlock()
-	return s.stopAccept(ctx)
+	if err := s.stopAccept(ctx); err != nil {
+		return err
+	}
+	s.waitCold(ctx)
+	return nil
+}
+
+// waitCold waits until no open connection answered a command within the
+// idle-quiet time, or ctx ends.
+func (s *respServer) waitCold(ctx context.Context) {
+	for {
+		s.mu.Lock()
+		wait, ch := s.warmWaitLocked(), s.changed
+		s.mu.Unlock()
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// warmWaitLocked returns how long until the most recently answered open
+// connection has been quiet for the idle-quiet time (0: none is warm).
+func (s *respServer) warmWaitLocked() time.Duration {
+	var wait time.Duration
+	now := time.Now()
+	for c := range s.conns {
+		if at := c.repliedAt.Load(); at != 0 {
+			wait = max(wait, time.Unix(0, at).Add(s.to.quiet).Sub(now))
+		}
+	}
+	return wait
 }
 
 func (s *respServer) isDraining() bool {
@@ -266,6 +315,8 @@ type respConn struct {
 	waiting  bool // blocked for the first byte of a command, nothing buffered
 	closing  bool // seal ran: close at the next command boundary
 	admitted bool // seal found a command waiting in the socket: answer it
+
+	repliedAt atomic.Int64 // unix nanoseconds of the last reply (0: none yet)
 }
 
 // serve reads and answers commands until the client leaves, a protocol
@@ -280,6 +331,7 @@ func (c *respConn) serve() {
 			return
 		}
 		quit := len(args) > 0 && c.srv.handle(c.srv.ctx, args, respWriter{c.w})
+		c.repliedAt.Store(time.Now().UnixNano())
 		if quit || c.leaveAfterReply() {
 			_ = c.flush()
 			return
