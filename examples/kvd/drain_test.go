@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/examples/kvd/store"
@@ -262,4 +267,60 @@ func TestDrainable_respDrainWaitsForWarmConnection(t *testing.T) {
 	if v, ok := ts.get("warm"); !ok || string(v) != "1" {
 		t.Fatalf("warm = %q, %v", v, ok)
 	}
+}
+
+// TestDrainable_respReplyCarriesTheClose: during a drain, the reply that
+// ends a connection arrives together with the close, so a client that
+// checks its connection right after reading the reply (as Redis clients
+// do before reusing one) always finds it closed and sends nothing on it.
+// Without that, the check races the close and a command can be cut off.
+func TestDrainable_respReplyCarriesTheClose(t *testing.T) {
+	ts := startTestServer(t, faults{})
+	ts.resp.to.quiet = time.Hour // Drain returns once every connection closed
+	const n = 50
+	conns := make([]*respClient, n)
+	for i := range conns {
+		conns[i] = dialRESP(t, ts.respAddr)
+		if got := conns[i].call(t, "PING"); got != "+PONG" {
+			t.Fatal(got)
+		}
+	}
+	drained := make(chan error, 1)
+	go func() {
+		_, err := ts.Drain(testCtx(t))
+		drained <- err
+	}()
+	for i, c := range conns {
+		if got := c.call(t, fmt.Sprintf("SET k%d v", i)); got != "+OK" {
+			t.Fatalf("connection %d: %q, want +OK", i, got)
+		}
+		if c.r.Buffered() != 0 {
+			t.Fatalf("connection %d: %d bytes beyond the reply", i, c.r.Buffered())
+		}
+		if open := peekOpen(t, c.Conn); open {
+			t.Errorf("connection %d: open right after the reply that ends it; the close must come with the reply", i)
+		}
+	}
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain = %v", err)
+	}
+}
+
+// peekOpen looks at the socket without blocking: false once the server's
+// FIN has arrived (a read would return EOF).
+func peekOpen(t *testing.T, nc net.Conn) bool {
+	t.Helper()
+	rc, err := nc.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	open := true
+	if err := rc.Control(func(fd uintptr) {
+		n, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		open = n > 0 || errors.Is(err, unix.EAGAIN)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return open
 }

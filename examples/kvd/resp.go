@@ -340,16 +340,36 @@ func (c *respConn) serve() {
 }
 
 // leaveAfterReply reports whether a draining server should close the
-// connection now that a reply is written: it sends the replies, then looks
-// for a command that is already buffered or waiting in the socket (a
-// client that sent before it could see the close); that one is answered
-// first. Checking after the flush leaves only the instant between the
-// check and the close for a command to slip in unanswered.
+// connection after the reply just written: when no further command is
+// buffered or waiting in the socket (one that is, from a client that sent
+// before it could see the close, is answered first). Leaving, it sends
+// the replies with the FIN in the same segment (finishWithFIN), so that a
+// client never reads its reply without also seeing the close: its check
+// of the connection before the next command finds it closed, and it sends
+// nothing on it. Only a client that pipelines a command behind an
+// unanswered one can still meet the close.
 func (c *respConn) leaveAfterReply() bool {
-	if c.r.Buffered() > 0 || !c.srv.isDraining() {
+	if c.r.Buffered() > 0 || !c.srv.isDraining() || socketPending(c.Conn) {
 		return false
 	}
-	return c.flush() != nil || !socketPending(c.Conn)
+	c.finishWithFIN()
+	return true
+}
+
+// finishWithFIN sends the pending replies and the end of the stream
+// together: with TCP_CORK set the reply is held back until the shutdown,
+// which sets FIN on the last data segment and pushes it. The connection
+// is closed by the caller.
+func (c *respConn) finishWithFIN() {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 1) })
+		}
+	}
+	_ = c.flush()
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
 }
 
 // flushingReader sends the replies written so far before it waits for
