@@ -154,15 +154,15 @@ func loadAnalysis(m *md, res *results) {
 		"(the kernel answers close() with RST when unread data is pending). In both cases the request was not processed, so no acknowledged write is lost, but a client without retries counts a failure.")
 	m.p("")
 	if modes[modeKeepAlive] || modes[modeNewConn] {
-		m.p("HTTP: httpdrain's Drain turns keep-alive off, so a busy connection gets `Connection: close` with its next response, and it waits for the first request of connections accepted just before. " +
-			"But Drain returns as soon as no request is in progress: a keep-alive connection whose client is between two requests at that instant stays open through a short drain, and Seal closes it while the next request is on its way " +
-			"(its check for pending bytes and the close are two steps). To close the gap: let Drain also wait, bounded by the drain grace, until every keep-alive connection has either received its `Connection: close` response " +
-			"or stayed silent for a quiet period, as it already does for new connections. A closed-loop client then never meets a close from Seal; only a client that stays idle longer than the quiet period and sends at the very instant of the seal still can.")
+		m.p("HTTP: httpdrain's Drain turns keep-alive off, so a busy connection gets `Connection: close` with its next response; it waits for the first request of connections accepted just before, " +
+			"and for keep-alive connections that answered a request within the idle-quiet time (100 ms) or are still finishing a response. What remains is a client idle longer than that which sends at the very instant of the seal " +
+			"(the check for pending bytes and the close are two steps); closing that needs handing established connections to the successor (DESIGN §11, roadmap).")
 		m.p("")
 	}
 	if modes[modeRESP] {
-		m.p("RESP: the protocol has no way to tell a client to reconnect, so kvd can only close a connection between commands, and a closed-loop client has its next command on the wire at any instant. " +
-			"A quiet-period wait in Drain shrinks the window for clients that pause; for busy ones only handing established connections to the successor (DESIGN §11, roadmap) removes it.")
+		m.p("RESP: the protocol has no way to tell a client to reconnect. kvd's Drain makes each connection in use close right after its next reply, with the FIN in the same segment as the reply (TCP_CORK, write, shutdown), " +
+			"so a client that checks its connection before reusing it sees the close before it sends; and it waits up to 100 ms after the last reply for connections in use. What remains is a client idle longer than that " +
+			"which sends at the instant of the seal, or one that pipelines a command behind an unanswered one; only handing established connections to the successor (DESIGN §11, roadmap) removes those.")
 		m.p("")
 	}
 }
