@@ -76,7 +76,7 @@ func floorAnalysis(m *md, res *results) {
 	m.p("The nopd floor (spawn → Hello) is %s ms at p50. A no-op swap with the journal on disk takes %s ms (%s ms above the floor).", ms(f.Sum.P50), ms(disk.ready().P50), ms(disk.ready().P50-f.Sum.P50))
 	if ok2 && ok3 {
 		m.p("Without a journal it takes %s ms, and with journal and data dir on tmpfs (fsync costs nothing) %s ms: "+
-			"the journal on disk accounts for about %s ms of the median swap, the remaining fsyncs on disk (the data-dir lock's pid file) for about %s ms, "+
+			"the journal on disk accounts for about %s ms of the median swap, the rest of the disk (no-journal − tmpfs: nothing else fsyncs in a no-op swap) for about %s ms, "+
 			"and the protocol itself, with no fsync cost, is %s ms above the floor.",
 			ms(noj.ready().P50), ms(tmp.ready().P50), ms(disk.ready().P50-noj.ready().P50), ms(noj.ready().P50-tmp.ready().P50), ms(tmp.ready().P50-f.Sum.P50))
 	}
@@ -90,20 +90,19 @@ func floorAnalysis(m *md, res *results) {
 	m.p("")
 	m.p("What would close the gap (what each item costs in this run, from the rows above):")
 	m.p("")
-	journal, pid := "", ""
+	journal := ""
 	if ok2 && ok3 {
 		journal = fmt.Sprintf(" (%s ms: journal on disk − no journal)", ms(disk.ready().P50-noj.ready().P50))
-		pid = fmt.Sprintf(" (up to %s ms: no journal − tmpfs)", ms(noj.ready().P50-tmp.ready().P50))
 	}
 	m.p("1. **Journal writes%s.** The supervisor writes the journal at every phase move, each write a temp file + fsync + rename + directory fsync "+
 		"(the fsync table gives the calls per swap and their time). Recovery needs only two durable points: the successor's pid and start time before it can take the lock, and `Committed` before Commit is sent; "+
-		"the other records could be written without fsync (or not at all), and an in-place record with a checksum and one fdatasync avoids the directory fsync.", journal)
-	m.p("2. **The lock's pid file%s.** The successor writes `.handoff.pid` with temp file + fsync + rename + directory fsync inside `AcquireLock`, between Begin and Ready, on the critical path (the *ready* phase). "+
-		"The pid file is advisory (the holder is found from /proc/locks), so it could be written without fsync, or after Ready.", pid)
+		"the other records could be written without fsync (or not at all), and an in-place record with a checksum and one fdatasync avoids the directory fsync. "+
+		"DESIGN §6 asks for a durable record after every acknowledged step, and the recovery model was checked with it, so the journal stays as designed until a model run covers the lighter one. "+
+		"(The lock's pid file, which the successor writes between Begin and Ready, is already replaced atomically without fsync: it describes a live process.)", journal)
 	if ok3 {
-		m.p("3. **Commit confirmation (%s ms, *committed* on tmpfs).** After sending Commit the supervisor polls the control socket path with a 2 ms sleep (`confirmServing`) until the new incumbent answers there. "+
+		m.p("2. **Commit confirmation (%s ms, *committed* on tmpfs).** After sending Commit the supervisor watches the control socket path's inode every 1 ms (`confirmServing`) and asks the kernel who answers there once it changed. "+
 			"A notification instead of the poll (the successor reporting on its socketpair once the path is bound, or inotify on the directory) would cut it to a round trip.", ms(phaseP50(tmp, "committed")))
-		m.p("4. **Work before the spawn (%s ms: *spawned* + *hello* on tmpfs − the floor).** *spawned* includes a journal write, connecting to the incumbent and its Hello/HelloAck before fork+exec; "+
+		m.p("3. **Work before the spawn (%s ms: *spawned* + *hello* on tmpfs − the floor).** *spawned* includes a journal write, connecting to the incumbent and its Hello/HelloAck before fork+exec; "+
 			"starting the successor first and talking to the incumbent while it warms up would hide that behind the floor.",
 			ms(phaseP50(tmp, "spawned")+phaseP50(tmp, "hello")-f.Sum.P50))
 	}
@@ -122,8 +121,8 @@ func tableflipAnalysis(m *md, res *results) {
 	m.p("")
 	m.p("tableflip's upgrade is fork+exec of the same binary and the new process's `Ready` over an inherited pipe: %s ms at p50, next to a floor of %s ms for nopd. "+
 		"It writes nothing durable and runs no drain or seal before the new process serves (the old one drains afterwards, with `Shutdown`). "+
-		"handoff's no-op swap is %s ms with the journal on disk and %s ms on tmpfs: the journal and pid-file fsyncs make up most of the difference, and the rest is the protocol round trips and the commit poll listed above. "+
-		"Closing the fsync gap (fewer durable journal records, no fsync of the pid file on the critical path) and replacing the commit poll would bring the no-op swap to about the tmpfs figure.",
+		"handoff's no-op swap is %s ms with the journal on disk and %s ms on tmpfs: the journal's fsyncs make up most of the difference, and the rest is the protocol round trips and the commit poll listed above. "+
+		"Closing the fsync gap (fewer durable journal records) and replacing the commit poll would bring the no-op swap to about the tmpfs figure.",
 		ms(theirs.ready().P50), ms(f.Sum.P50), ms(ours.ready().P50), ms(tmp.ready().P50))
 	m.p("")
 }
