@@ -18,6 +18,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // testCtx bounds a wait; the deadline only turns a hang into a failure.
@@ -346,7 +348,7 @@ func TestSeal_answersAdmittedRequestOnly(t *testing.T) {
 // connection is not refused: it waits in the backlog of the socket that
 // Serve kept, and Resume serves it, with keep-alive on again.
 func TestResume_servesAgainOnSameSocket(t *testing.T) {
-	before := openFDs(t)
+	before := testproc.OpenFDs(t)
 	ln := listenTCP(t)
 	s := serve(t, ln, echo)
 	ctx := testCtx(t)
@@ -375,7 +377,7 @@ func TestResume_servesAgainOnSameSocket(t *testing.T) {
 	s.Close()
 	// Earlier tests' connections may still be lingering (and go away), so
 	// check only that this test left nothing new behind.
-	for _, fd := range openFDs(t) {
+	for _, fd := range testproc.OpenFDs(t) {
 		if !slices.Contains(before, fd) {
 			t.Errorf("descriptor %s left open after Close (before: %v)", fd, before)
 		}
@@ -449,20 +451,6 @@ func TestServe_afterDrainWaitsForResume(t *testing.T) {
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		t.Fatalf("Serve: %v", err)
 	}
-}
-
-func openFDs(t *testing.T) []string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fds []string
-	for _, e := range ents {
-		target, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		fds = append(fds, e.Name()+"->"+target)
-	}
-	return fds
 }
 
 // TestDrain_waitsForFreshConnection: a connection accepted before the

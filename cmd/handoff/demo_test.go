@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/testproc"
 	"github.com/handoff-go/handoff/supervisor"
 )
 
@@ -32,7 +33,7 @@ const demoLimit = 5 * time.Minute
 // concurrent HTTP and RESP load no acknowledged write is lost, no read is
 // stale and no request fails (DESIGN section 3, invariants 3, 4 and 6).
 func TestDemo_shortRunKeepsEveryInvariant(t *testing.T) {
-	fds := demoOpenFDs(t)
+	fds := testproc.OpenFDs(t)
 	ctx, cancel := context.WithTimeout(context.Background(), demoLimit)
 	defer cancel()
 	var out demoBuffer
@@ -44,7 +45,7 @@ func TestDemo_shortRunKeepsEveryInvariant(t *testing.T) {
 	checkDemoCounts(t, rep)
 	checkDemoSwaps(t, rep)
 	checkDemoCleanedUp(t, rep)
-	if after := demoOpenFDs(t); !slices.Equal(fds, after) {
+	if after := testproc.OpenFDs(t); !slices.Equal(fds, after) {
 		t.Errorf("open descriptors changed over the demo (invariant 6):\nbefore %v\nafter  %v", fds, after)
 	}
 }
@@ -132,25 +133,6 @@ func demoPIDs(rep *demoReport) []int {
 		pids = append(pids, s.OldPID, s.NewPID)
 	}
 	return pids
-}
-
-// demoOpenFDs lists this process's open descriptors with their targets.
-func demoOpenFDs(t *testing.T) []string {
-	t.Helper()
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fds []string
-	for _, e := range ents {
-		target, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name()))
-		if err != nil {
-			continue // the directory's own descriptor, closed by now
-		}
-		fds = append(fds, e.Name()+"->"+target)
-	}
-	slices.Sort(fds)
-	return fds
 }
 
 // TestDemo_interruptCleansUp sends SIGINT to a running `handoff demo`
