@@ -18,6 +18,12 @@ type SpawnSpec struct {
 	Env []string
 	// Dir is the working directory; empty means the supervisor's.
 	Dir string
+	// SHA256, if set (64 hex digits), pins the binary's content: the file is
+	// opened and hashed, a mismatch fails with ErrBadBinary before anything
+	// is spawned, and the process is executed from that open descriptor, so
+	// what runs is what was checked even if the path is replaced meanwhile.
+	// It applies to this spawn only; a later crash restart runs the path.
+	SHA256 string
 	// Deadline bounds the whole handoff. Zero means 60 s.
 	Deadline time.Duration
 	// DrainGrace bounds the incumbent's Drain. Zero means 25 s.

@@ -67,6 +67,13 @@ func (s *Supervisor) spawn(spec SpawnSpec, successor bool) (*generation, error) 
 		defer theirs.Close()
 	}
 	cmd, err := s.command(bin, spec, theirs)
+	if err == nil && spec.SHA256 != "" {
+		var pin *pinnedBinary
+		if pin, err = pinBinary(bin, spec.SHA256, 3+len(cmd.ExtraFiles)); err == nil {
+			defer pin.close()
+			cmd.Path = pin.path() // argv[0] stays the resolved path
+		}
+	}
 	if err == nil {
 		err = cmd.Start()
 		if err != nil {
@@ -81,6 +88,10 @@ func (s *Supervisor) spawn(spec SpawnSpec, successor bool) (*generation, error) 
 	}
 	g := newGeneration(cmd, bin)
 	g.spec = spec
+	// The pin is checked for this spawn. A crash restart of this generation
+	// runs the file at the path then, pinned or not: refusing it would keep
+	// the service down.
+	g.spec.SHA256 = ""
 	g.conn = conn
 	return g, nil
 }

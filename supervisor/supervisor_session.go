@@ -203,7 +203,11 @@ func (w *swap) spawnSuccessor(ctx context.Context) error {
 		return &stepError{reason: wire.ReasonUnspecified, err: err}
 	}
 	crashpoint.Hit(crashpoint.SupervisorAfterJournalNegotiating)
-	w.progress("spawned", fmt.Sprintf("pid %d, %s", n.pid, n.binary))
+	detail := fmt.Sprintf("pid %d, %s", n.pid, n.binary)
+	if w.spec.SHA256 != "" {
+		detail += ", sha256 as pinned"
+	}
+	w.progress("spawned", detail)
 	return nil
 }
 

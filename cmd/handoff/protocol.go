@@ -48,6 +48,8 @@ type request struct {
 	// Binary is an absolute path; empty means the configured binary.
 	Binary string `json:"binary,omitempty"`
 	DryRun bool   `json:"dry_run,omitempty"`
+	// SHA256 pins the binary's content (hex digest; upgrade only).
+	SHA256 string `json:"sha256,omitempty"`
 }
 
 // eventHead is decoded first, to learn which event a line carries.

@@ -31,6 +31,7 @@ func (svc *service) upgrade(ctx context.Context, req request, emit func(any)) an
 		return errorFor(err)
 	}
 	spec := svc.spec(bin, req.DryRun)
+	spec.SHA256 = req.SHA256
 	spec.OnEvent = func(p supervisor.Progress) { emit(newProgress(p)) }
 	out, err := svc.swap(ctx, spec)
 	if err != nil && (!errors.Is(err, supervisor.ErrRolledBack) || errors.Is(err, supervisor.ErrBadBinary)) {

@@ -240,15 +240,15 @@ func readRequest(c net.Conn) (request, error) {
 func checkRequest(req request) error {
 	switch req.Op {
 	case opStatus:
-		if req.Binary != "" || req.DryRun {
-			return fmt.Errorf("%w: status takes no binary or dry_run", errBadRequest)
+		if req.Binary != "" || req.DryRun || req.SHA256 != "" {
+			return fmt.Errorf("%w: status takes no binary, dry_run or sha256", errBadRequest)
 		}
 	case opUpgrade, opUpgradeSupervisor:
 		if req.Binary != "" && !filepath.IsAbs(req.Binary) {
 			return fmt.Errorf("%w: binary %q must be an absolute path", errBadRequest, req.Binary)
 		}
-		if req.Op == opUpgradeSupervisor && req.DryRun {
-			return fmt.Errorf("%w: %s takes no dry_run", errBadRequest, opUpgradeSupervisor)
+		if req.Op == opUpgradeSupervisor && (req.DryRun || req.SHA256 != "") {
+			return fmt.Errorf("%w: %s takes no dry_run or sha256", errBadRequest, opUpgradeSupervisor)
 		}
 	default:
 		return fmt.Errorf("%w: unknown op %q (want %q, %q or %q)", errBadRequest, req.Op, opUpgrade, opUpgradeSupervisor, opStatus)

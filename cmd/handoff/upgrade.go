@@ -14,7 +14,9 @@ const upgradeAbout = `Ask the running supervisor to swap the daemon to a new bin
 one by default) and print each phase as it happens with its duration, then the
 outcome. With --dry-run the new binary is started, warmed up and handshaken,
 then stopped: the incumbent is never touched. A binary other than the
-configured one must be in allowed_binaries.
+configured one must be in allowed_binaries. With --sha256 the supervisor
+hashes the binary first and refuses it unless the content matches; it then
+runs the very file it hashed, even if the path is replaced meanwhile.
 
 Exit status: 0 committed (or dry run passed), 1 rolled back (the old daemon
 still serves; the reason is printed), 2 error (supervisor unreachable, another
@@ -29,10 +31,11 @@ run (nothing was replaced) or on any other error.`
 
 // runUpgrade is `handoff upgrade`.
 func runUpgrade(args []string) int {
-	fs := newFlagSet("upgrade", "handoff upgrade [--binary PATH] [--dry-run] [--config FILE | --socket PATH] [--json]",
+	fs := newFlagSet("upgrade", "handoff upgrade [--binary PATH] [--sha256 HEX] [--dry-run] [--config FILE | --socket PATH] [--json]",
 		upgradeAbout, "handoff upgrade --config /etc/handoff/kvd.toml --binary /usr/local/bin/kvd-next")
 	binary := fs.String("binary", "", "swap to this `path` instead of the configured binary")
 	dryRun := fs.Bool("dry-run", false, "start the new binary as a canary and stop it; never touch the incumbent")
+	pin := fs.String("sha256", "", "refuse the binary unless its SHA-256 is this `hex` digest (run exactly the file hashed)")
 	cfgPath := fs.String("config", "", "the supervisor's config `file` (to find its trigger socket)")
 	socket := fs.String("socket", "", "the supervisor's trigger socket `path`")
 	asJSON := fs.Bool("json", false, "print the events as JSON lines, as received")
@@ -44,14 +47,15 @@ func runUpgrade(args []string) int {
 	if err != nil {
 		return fail(err)
 	}
+	req.SHA256 = *pin
 	path, err := triggerPath(*cfgPath, *socket)
 	if err != nil {
 		return fail(err)
 	}
 	p := &upgradePrinter{w: os.Stdout, json: *asJSON}
 	if *self {
-		if *dryRun {
-			return fail(fmt.Errorf("handoff: --dry-run does not apply to --supervisor"))
+		if *dryRun || *pin != "" {
+			return fail(fmt.Errorf("handoff: --dry-run and --sha256 do not apply to --supervisor"))
 		}
 		req.Op = opUpgradeSupervisor
 		return upgradeSupervisor(path, req, p)

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -445,4 +447,35 @@ func TestTrigger_busyWhenEverySlotHoldsARequest(t *testing.T) {
 	if err := ts.close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestUpgrade_sha256Pin: `--sha256` refuses a binary whose content does
+// not match (exit 2, bad-binary, the incumbent untouched) and swaps to one
+// that does.
+func TestUpgrade_sha256Pin(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.start(options{})
+	old := f.incumbent()
+	next := f.bin("daemon-next")
+	r := f.upgrade("--binary", next, "--sha256", strings.Repeat("ab", 32))
+	if r.code != exitError || !strings.Contains(r.stderr, "[bad-binary]") || !strings.Contains(r.stderr, "SHA-256") {
+		t.Fatalf("mismatched pin: exit %d, want %d with [bad-binary] and the digests\n%s%s", r.code, exitError, r.stdout, r.stderr)
+	}
+	if f.incumbent() != old {
+		t.Fatal("a refused pin changed the incumbent")
+	}
+	data, err := os.ReadFile(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(data)
+	r = f.upgrade("--binary", next, "--sha256", hex.EncodeToString(sum[:]))
+	if r.code != exitOK || !strings.Contains(r.stdout, "sha256 as pinned") {
+		t.Fatalf("matching pin: exit %d, want %d and the pin in the spawned line\n%s%s", r.code, exitOK, r.stdout, r.stderr)
+	}
+	if f.incumbent() == old {
+		t.Fatal("the pinned swap left the old incumbent serving")
+	}
+	f.stop()
 }
