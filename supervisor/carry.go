@@ -271,9 +271,26 @@ func (c *Carried) ExecBack(argv []string, why error) error {
 	if err := setInheritable([]*os.File{st}, true); err != nil {
 		return err
 	}
+	// This image may already have claimed the carried descriptors (marked
+	// close-on-exec) before it rejected the state: they must reach the
+	// previous binary at the same numbers.
+	if err := c.inheritCarried(); err != nil {
+		return fmt.Errorf("handoff: cannot return to %s: %w (rejected because: %w)", c.previous, err, why)
+	}
 	env := append(withoutCarry(os.Environ()), EnvCarriedState+"="+strconv.Itoa(fdOf(st)))
 	fmt.Fprintf(os.Stderr, "handoff: rejecting the carried state (%v); returning to %s\n", why, c.previous)
 	return syscall.Exec(c.previous, argv, env)
+}
+
+// inheritCarried clears close-on-exec on every carried descriptor.
+func (c *Carried) inheritCarried() error {
+	fds := make([]carriedFD, 0, len(c.st.Listeners)+len(c.st.Extra))
+	for _, x := range append(append(fds, c.st.Listeners...), c.st.Extra...) {
+		if _, err := unix.FcntlInt(uintptr(x.FD), unix.F_SETFD, 0); err != nil {
+			return fmt.Errorf("carried %s (fd %d): %w", x.Name, x.FD, os.NewSyscallError("fcntl", err))
+		}
+	}
+	return nil
 }
 
 // Extra returns the carried extra files by name (for example the program's

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -31,7 +32,7 @@ func init() {
 // roleSupervisorReexec is a supervisor that upgrades itself on command. It
 // reports "listen ADDR", then "state PID INCUMBENT INODE" after every start
 // (fresh or carried), and answers stdin lines: "reexec", "reexec-false",
-// "reexec-reject", "swap".
+// "reexec-reject", "reexec-reject-late", "swap".
 func roleSupervisorReexec() int {
 	if IsPreflight() {
 		if os.Getenv(envReexecPreflight) == "1" {
@@ -58,6 +59,17 @@ func reexecSupervisor(log *slog.Logger, opts []Option) (*Supervisor, error) {
 		os.Unsetenv(envReexecReject)
 		fmt.Println("rejecting")
 		return nil, c.ExecBack(os.Args, fmt.Errorf("test asked to reject: %v", err))
+	}
+	if c != nil && os.Getenv(envReexecReject) == "late" {
+		// Rebuild from the state first (claiming every carried
+		// descriptor), then reject it, as a binary does that fails later
+		// in its start-up.
+		os.Unsetenv(envReexecReject)
+		if _, err := c.Supervisor(opts...); err != nil {
+			return nil, err
+		}
+		fmt.Println("rejecting late")
+		return nil, c.ExecBack(os.Args, errors.New("test asked to reject after taking the state"))
 	}
 	if c != nil {
 		return c.Supervisor(opts...)
@@ -103,6 +115,8 @@ func reexecCommands(s *Supervisor, log *slog.Logger) int {
 			fmt.Printf("reexec-error %v\n", s.Reexec(self, os.Args, append(os.Environ(), envReexecPreflight+"=1"), nil))
 		case "reexec-reject":
 			fmt.Printf("reexec-error %v\n", s.Reexec(self, os.Args, append(os.Environ(), envReexecReject+"=1"), nil))
+		case "reexec-reject-late":
+			fmt.Printf("reexec-error %v\n", s.Reexec(self, os.Args, append(os.Environ(), envReexecReject+"=late"), nil))
 		case "swap":
 			out, err := s.PerformHandoff(context.Background(), reexecDaemonSpec())
 			fmt.Printf("outcome committed=%v pid=%d err=%v\n", out.Committed, out.NewPID, err)
@@ -127,9 +141,10 @@ func TestReexec_samePIDSocketAndIncumbent(t *testing.T) {
 		t.Fatalf("Reexec into a failing binary reported success")
 	}
 	// The upgrade proper, then one whose new image rejects the state and
-	// execs the previous binary back: each time the same pid, the same
-	// socket, the same incumbent.
-	for _, cmd := range []string{"reexec", "reexec-reject"} {
+	// execs the previous binary back, and one whose new image rejects it
+	// only after taking it over: each time the same pid, the same socket,
+	// the same incumbent.
+	for _, cmd := range []string{"reexec", "reexec-reject", "reexec-reject-late"} {
 		c.send(cmd)
 		var pid2, inc2, ino2 int
 		mustScan(t, c.expect("state"), &pid2, &inc2, &ino2)
