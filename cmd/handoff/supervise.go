@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"sync"
@@ -71,8 +72,10 @@ type service struct {
 	trigger   *triggerServer
 	metrics   *metricsServer
 	started   time.Time
-	carried   bool           // rebuilt from a previous binary's state (self-upgrade)
-	swaps     sync.WaitGroup // SIGHUP swaps in flight
+	carried   bool // rebuilt from a previous binary's state (self-upgrade)
+
+	carriedMetrics net.Listener   // the metrics listener carried through a self-upgrade, until serve
+	swaps          sync.WaitGroup // SIGHUP swaps in flight
 
 	mu     sync.Mutex
 	lastAt time.Time // when the last swap finished
@@ -266,18 +269,40 @@ func (svc *service) storeFDs() {
 }
 
 func (svc *service) serve(ctx context.Context) error {
-	if svc.cfg.MetricsAddr != "" {
-		m, err := serveMetrics(svc.cfg.MetricsAddr, svc.reg, svc.log)
-		if err != nil {
-			return err
-		}
-		svc.metrics = m
+	if err := svc.serveMetrics(); err != nil {
+		return err
 	}
 	svc.trigger.admit = admitUIDs(svc.cfg.AllowedUIDs, svc.cfg.File)
 	svc.trigger.handle = svc.handle
 	svc.trigger.log = svc.log
 	svc.trigger.serve(ctx)
 	svc.log.Info("handoff.ready", "incumbent", svc.sup.Incumbent(), "trigger", svc.cfg.TriggerSocket, "listeners", len(svc.listeners))
+	return nil
+}
+
+// serveMetrics serves /metrics when configured: on the listener carried
+// through a self-upgrade when it still fits the config (so a scrape during
+// the exec waits in its backlog instead of being refused), else on a new
+// one.
+func (svc *service) serveMetrics() error {
+	carried := svc.carriedMetrics
+	svc.carriedMetrics = nil
+	if carried != nil && (svc.cfg.MetricsAddr == "" || !carriedMetricsFits(svc.cfg.MetricsAddr, carried)) {
+		svc.log.Info("handoff.metrics", "dropped_carried", carried.Addr().String(), "metrics_addr", svc.cfg.MetricsAddr)
+		carried.Close()
+		carried = nil
+	}
+	if svc.cfg.MetricsAddr == "" {
+		return nil
+	}
+	ln := carried
+	if ln == nil {
+		var err error
+		if ln, err = listenMetrics(svc.cfg.MetricsAddr); err != nil {
+			return err
+		}
+	}
+	svc.metrics = serveMetrics(ln, svc.reg, svc.log)
 	return nil
 }
 

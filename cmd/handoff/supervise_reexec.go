@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,8 +27,11 @@ import (
 // that fails its pre-flight run replaces nothing; one that rejects the
 // carried state execs the previous binary back.
 
-// triggerName names the trigger socket among the carried files.
-const triggerName = "trigger"
+// Names of the program's own sockets among the carried files.
+const (
+	triggerName = "trigger"
+	metricsName = "metrics"
+)
 
 // reexec handles an upgrade-supervisor request. On success the process is
 // replaced and never returns here; the client sees the connection close
@@ -42,9 +46,24 @@ func (svc *service) reexec(req request, emit func(any)) any {
 		return errorFor(err)
 	}
 	defer trig.Close()
+	extra := []supervisor.Listener{{Name: triggerName, File: trig}}
+	if svc.metrics != nil {
+		// The same metrics socket, so a scrape during the exec waits in
+		// its backlog instead of being refused.
+		sc, ok := svc.metrics.ln.(syscall.Conn)
+		if !ok {
+			return errorFor(fmt.Errorf("handoff: metrics listener %T has no descriptor to carry", svc.metrics.ln))
+		}
+		m, err := sysx.DupFile(sc, metricsName)
+		if err != nil {
+			return errorFor(err)
+		}
+		defer m.Close()
+		extra = append(extra, supervisor.Listener{Name: metricsName, File: m})
+	}
 	emit(progressEvent{Event: evProgress, Step: "reexec", Detail: fmt.Sprintf("pid %d execs %s", os.Getpid(), bin)})
 	svc.notifyLog(svc.notify.Reloading())
-	err = svc.sup.Reexec(bin, os.Args, svc.execEnv(), []supervisor.Listener{{Name: triggerName, File: trig}})
+	err = svc.sup.Reexec(bin, os.Args, svc.execEnv(), extra)
 	svc.notifyLog(svc.notify.Ready())
 	return errorEvent{Event: evError, Code: codeReexecFailed, Error: err.Error()}
 }
@@ -109,15 +128,34 @@ func carriedService(cfg *config.Config, log *slog.Logger, c *supervisor.Carried)
 	if err != nil {
 		return nil, err
 	}
+	// The carried descriptors stay open until the service is built: if it
+	// cannot be, ExecBack hands them to the previous binary at the same
+	// numbers. Once built, the servers hold duplicates of their own.
+	built := false
+	defer func() {
+		if built {
+			for _, f := range extra {
+				f.Close()
+			}
+		}
+	}()
 	svc := &service{cfg: cfg, log: log, notify: notify, reg: prometheus.NewRegistry(), carried: true}
 	svc.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if svc.trigger, err = carriedTrigger(cfg.TriggerSocket, extra[triggerName]); err != nil {
 		return nil, err
 	}
+	if f := extra[metricsName]; f != nil {
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("handoff: carried metrics socket: %w", err)
+		}
+		svc.carriedMetrics = ln
+	}
 	if svc.sup, err = c.Supervisor(svc.options()...); err != nil {
 		return nil, err
 	}
 	svc.listeners = adoptedListeners(cfg, svc.sup)
+	built = true
 	return svc, nil
 }
 
@@ -127,7 +165,6 @@ func carriedTrigger(path string, f *os.File) (*triggerServer, error) {
 	if f == nil {
 		return nil, errors.New("handoff: the carried state has no trigger socket")
 	}
-	defer f.Close()
 	l, err := net.FileListener(f)
 	if err != nil {
 		return nil, fmt.Errorf("handoff: carried trigger socket: %w", err)

@@ -17,8 +17,9 @@ import (
 // (the incumbent and the supervisor share its inode before and after), the
 // incumbent untouched, and no client refused meanwhile; a swap still
 // commits afterwards. A new binary that fails its pre-flight run replaces
-// nothing. The metrics (and the status counters) carry on from where they
-// were instead of starting again at zero.
+// nothing. The metrics socket is carried as well (same port, no connection
+// refused), and the metrics (and the status counters) carry on from where
+// they were instead of starting again at zero.
 func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -37,6 +38,7 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 		t.Fatal("supervisor and incumbent share no socket before the upgrade")
 	}
 	p := startDialer(addr)
+	mp := startDialer(before.MetricsAddr) // the metrics socket is carried too: never refused
 
 	r := f.upgrade("--supervisor", "--binary", f.bin("daemon-broken"))
 	if r.code != exitError || !strings.Contains(r.stderr, "reexec-failed") {
@@ -53,6 +55,12 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	}
 	if now := sharedSockets(t, after.SupervisorPID, after.Incumbent.PID); !equalSets(now, shared) {
 		t.Fatalf("shared socket inodes changed: %v, before %v", now, shared)
+	}
+	if after.MetricsAddr != before.MetricsAddr {
+		t.Errorf("metrics served on %s after the supervisor upgrade, %s before: the socket was not carried", after.MetricsAddr, before.MetricsAddr)
+	}
+	if n, failed := mp.stop(); n == 0 || len(failed) > 0 {
+		t.Errorf("%d of %d connections to the metrics socket failed across the upgrade: %v", len(failed), n, failed)
 	}
 	if after.Counters != before.Counters {
 		t.Errorf("status counters %+v after the supervisor upgrade, %+v before", after.Counters, before.Counters)
