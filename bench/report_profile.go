@@ -75,10 +75,14 @@ func floorAnalysis(m *md, res *results) {
 	m.p("")
 	m.p("The nopd floor (spawn → Hello) is %s ms at p50. A no-op swap with the journal on disk takes %s ms (%s ms above the floor).", ms(f.Sum.P50), ms(disk.ready().P50), ms(disk.ready().P50-f.Sum.P50))
 	if ok2 && ok3 {
+		rest := fmt.Sprintf("the rest of the disk (no journal − tmpfs; nothing else fsyncs in a no-op swap) for about %s ms", ms(noj.ready().P50-tmp.ready().P50))
+		if noj.ready().P50 <= tmp.ready().P50 {
+			rest = fmt.Sprintf("the rest of the disk for nothing measurable (no journal − tmpfs = %s ms, within the noise: nothing else fsyncs in a no-op swap)", ms(noj.ready().P50-tmp.ready().P50))
+		}
 		m.p("Without a journal it takes %s ms, and with journal and data dir on tmpfs (fsync costs nothing) %s ms: "+
-			"the journal on disk accounts for about %s ms of the median swap, the rest of the disk (no-journal − tmpfs: nothing else fsyncs in a no-op swap) for about %s ms, "+
+			"the journal on disk accounts for about %s ms of the median swap, %s, "+
 			"and the protocol itself, with no fsync cost, is %s ms above the floor.",
-			ms(noj.ready().P50), ms(tmp.ready().P50), ms(disk.ready().P50-noj.ready().P50), ms(noj.ready().P50-tmp.ready().P50), ms(tmp.ready().P50-f.Sum.P50))
+			ms(noj.ready().P50), ms(tmp.ready().P50), ms(disk.ready().P50-noj.ready().P50), rest, ms(tmp.ready().P50-f.Sum.P50))
 	}
 	m.p("")
 	m.p("Phase medians (ms), journal on disk / no journal / tmpfs:")
@@ -243,7 +247,7 @@ func blackoutAnalysis(m *md, res *results) {
 	if s, ok := res.idleSeries(cfgKVD); ok {
 		sum := phaseP50(s, "drained") + phaseP50(s, "sealed") + phaseP50(s, "ready") + phaseP50(s, "committed")
 		m.p("kvd stops accepting at the start of Drain and its successor accepts after Commit, so its blackout is about drain + seal + Begin→Ready + commit: %s ms from the phase medians of the no-load swaps, against a measured blackout p50 of %s ms (longest gap began in %s). "+
-			"Those phases are dominated by fsync (kvd's log, the journal, the lock's pid file) on this disk; the fixes listed for the swap duration shorten the blackout by the same amount.",
+			"Those phases are dominated by fsync (kvd's log and the journal) on this disk; the fixes listed for the swap duration shorten the blackout by the same amount.",
 			ms(sum), ms(kvd.Gap.P50), gapPhases(kvd.GapIn))
 		m.p("")
 	}
