@@ -17,6 +17,7 @@ import (
 
 	"github.com/handoff-go/handoff/internal/config"
 	"github.com/handoff-go/handoff/internal/sdnotify"
+	"github.com/handoff-go/handoff/internal/sysx"
 	"github.com/handoff-go/handoff/supervisor"
 )
 
@@ -191,7 +192,12 @@ func (svc *service) spec(binary string, dryRun bool) supervisor.SpawnSpec {
 func (svc *service) start(ctx context.Context) error {
 	warnBacklog(svc.log)
 	if svc.carried {
+		// Same process, new image: the uptime counts from the process's
+		// start, which the exec did not change.
 		svc.started = time.Now()
+		if at, err := sysx.ProcStartedAt(os.Getpid()); err == nil {
+			svc.started = at
+		}
 		return svc.serveReady(ctx)
 	}
 	spec := svc.spec(svc.cfg.Binary, false)

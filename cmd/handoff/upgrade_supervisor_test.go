@@ -56,6 +56,9 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	if now := sharedSockets(t, after.SupervisorPID, after.Incumbent.PID); !equalSets(now, shared) {
 		t.Fatalf("shared socket inodes changed: %v, before %v", now, shared)
 	}
+	if after.SupervisorUpMS < before.SupervisorUpMS {
+		t.Errorf("supervisor uptime %v ms after the upgrade, %v ms before: it counts from the process's start, which the exec keeps", after.SupervisorUpMS, before.SupervisorUpMS)
+	}
 	if after.MetricsAddr != before.MetricsAddr {
 		t.Errorf("metrics served on %s after the supervisor upgrade, %s before: the socket was not carried", after.MetricsAddr, before.MetricsAddr)
 	}

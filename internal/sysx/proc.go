@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -28,6 +29,37 @@ func ProcStartTime(pid int) (uint64, error) {
 		return 0, err
 	}
 	return st.startTime, nil
+}
+
+// userHZ is the unit of the clock ticks /proc reports (USER_HZ): fixed at
+// 100 by the kernel's ABI, whatever the kernel's internal tick rate.
+const userHZ = 100
+
+// ProcStartedAt returns the wall-clock time at which process pid started:
+// its start time in ticks after boot, placed on the clock through the
+// system's uptime (/proc/uptime). An exec does not change it, so a program
+// that replaced its own image (same pid) learns when the process began.
+// The result is good to the tick (10 ms).
+func ProcStartedAt(pid int) (time.Time, error) {
+	ticks, err := ProcStartTime(pid)
+	if err != nil {
+		return time.Time{}, err
+	}
+	data, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}, fmt.Errorf("handoff: read uptime: %w", err)
+	}
+	now := time.Now()
+	fields := bytes.Fields(data)
+	if len(fields) == 0 {
+		return time.Time{}, fmt.Errorf("handoff: /proc/uptime is empty")
+	}
+	up, err := strconv.ParseFloat(string(fields[0]), 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("handoff: /proc/uptime %q: %w", data, err)
+	}
+	boot := now.Add(-time.Duration(up * float64(time.Second)))
+	return boot.Add(time.Duration(ticks) * time.Second / userHZ), nil
 }
 
 // Alive reports whether pid names a process that still runs. A zombie (exited,

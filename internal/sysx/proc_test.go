@@ -53,6 +53,7 @@ func TestProcStartTime_selfAndChild(t *testing.T) {
 	if err != nil || self == 0 {
 		t.Fatalf("ProcStartTime(self) = %d, %v; want a positive tick count", self, err)
 	}
+	before := time.Now()
 	c := startRole(t, "print-start")
 	reported, err := strconv.ParseUint(c.Line(t), 10, 64)
 	if err != nil {
@@ -67,6 +68,15 @@ func TestProcStartTime_selfAndChild(t *testing.T) {
 	}
 	if got < self {
 		t.Fatalf("child started at %d, before its parent at %d", got, self)
+	}
+	// The child started after `before`; its wall-clock start, good to a
+	// tick, must say so (and not lie in the future).
+	at, err := ProcStartedAt(c.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tick := time.Second / userHZ; at.Before(before.Add(-2*tick)) || at.After(time.Now().Add(2*tick)) {
+		t.Errorf("ProcStartedAt(child) = %v, want between %v and now (%v)", at, before, time.Now())
 	}
 	c.Wait(t)
 	if _, err := ProcStartTime(c.Pid()); !errors.Is(err, ErrProcessGone) {
