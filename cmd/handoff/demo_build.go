@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +55,20 @@ func (d *demoRun) genBinary(n int) (string, error) {
 		return path, nil
 	}
 	return path, demoCopyFile(d.kvd, path)
+}
+
+// demoFileSHA256 returns the hex SHA-256 of a file's content.
+func demoFileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("handoff: demo: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("handoff: demo: hashing %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // demoModuleRoot finds the checkout holding examples/kvd: upwards from

@@ -22,13 +22,19 @@ func (d *demoRun) handoff(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
+	// Pinned to the build's SHA-256, as an operator would pin a release:
+	// the supervisor runs exactly the file it hashed.
+	pin, err := demoFileSHA256(bin)
+	if err != nil {
+		return err
+	}
 	fail := ""
 	if bad {
 		fail = d.plan.failMode
 	}
 	d.p.linef("swap %d/%d: to %s, build %s%s", i, d.plan.handoffs, filepath.Base(bin), build, demoPlanNote(fail))
 	out, err := d.sup.PerformHandoff(ctx, supervisor.SpawnSpec{
-		Binary: bin, Args: d.kvdArgs(build, fail),
+		Binary: bin, Args: d.kvdArgs(build, fail), SHA256: pin,
 		Deadline: swapDeadline, DrainGrace: swapDrainGrace, OnEvent: d.onEvent,
 	})
 	if ctx.Err() != nil {
