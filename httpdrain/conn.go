@@ -37,7 +37,7 @@ type conn struct {
 	refused  bool      // guarded by s.mu: bytes arrived after Seal
 	fresh    bool      // guarded by s.mu: no byte read yet
 	accepted time.Time // when the listener returned it
-	idleAt   time.Time // guarded by s.mu: when it last turned idle after a response
+	idleAt   time.Time // guarded by s.mu: when its last handler returned or it last turned idle
 }
 
 // trackedListener wraps every accepted connection.

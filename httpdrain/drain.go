@@ -107,18 +107,16 @@ func (s *Server) freshWaitLocked() time.Duration {
 
 // warmWaitLocked returns how long until the most recently active idle
 // keep-alive connection has been quiet for the idle-quiet time (0: none is
-// warm). A connection still finishing a response is as warm as can be: it
-// turns idle in a moment, its response perhaps written before keep-alive
-// was switched off, and its client's next request may be on the way.
+// warm). A connection still finishing a response counts from its handler's
+// return: it turns idle in a moment, its response perhaps written before
+// keep-alive was switched off, and its client's next request may be on the
+// way. Counting from the handler's return, a slow client reading a long
+// response holds the drain for the idle-quiet time at most.
 func (s *Server) warmWaitLocked() time.Duration {
 	var wait time.Duration
 	now := time.Now()
 	for c := range s.conns {
-		if c.phase == finishing {
-			wait = max(wait, s.quiet)
-			continue
-		}
-		if c.phase != idle || c.fresh || c.idleAt.IsZero() {
+		if c.phase == busy || c.fresh || c.idleAt.IsZero() {
 			continue
 		}
 		if left := c.idleAt.Add(s.quiet).Sub(now); left > wait {

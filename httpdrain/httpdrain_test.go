@@ -549,3 +549,31 @@ func TestDrain_waitsForWarmKeepAlive(t *testing.T) {
 		})
 	}
 }
+
+// TestWarmWait_finishingCountsFromTheHandlersReturn: a connection whose
+// handler returned a moment ago and whose response is still being written
+// holds the drain (its client is about to reuse it), but only for the
+// idle-quiet time after the handler's return: a slow client reading a long
+// response cannot hold the drain until its deadline.
+func TestWarmWait_finishingCountsFromTheHandlersReturn(t *testing.T) {
+	const quiet = 100 * time.Millisecond
+	s := New(&http.Server{}, WithIdleQuiet(quiet))
+	c := &conn{phase: finishing}
+	s.conns[c] = struct{}{}
+	for _, tc := range []struct {
+		name     string
+		returned time.Duration // how long ago the handler returned
+		waits    bool
+	}{
+		{"handler just returned", 0, true},
+		{"handler returned longer ago than the idle-quiet time", 2 * quiet, false},
+	} {
+		s.mu.Lock()
+		c.idleAt = time.Now().Add(-tc.returned)
+		wait := s.warmWaitLocked()
+		s.mu.Unlock()
+		if waits := wait > 0; waits != tc.waits || wait > quiet {
+			t.Errorf("%s: Drain would wait %v; want a wait: %v, and never more than %v", tc.name, wait, tc.waits, quiet)
+		}
+	}
+}

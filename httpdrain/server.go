@@ -137,6 +137,7 @@ func (s *Server) exit(c *conn) {
 	s.inflight--
 	if c != nil {
 		s.setPhaseLocked(c, finishing)
+		c.idleAt = time.Now() // the response is done but for its writing
 	}
 	s.notifyLocked()
 }
