@@ -22,8 +22,8 @@ type pinnedBinary struct {
 
 // pinBinary opens bin (already resolved) and checks that its content has
 // the SHA-256 want (hex). The descriptor is moved to a number of at least
-// minFD, above the ones the child receives, so that placing the child's
-// listeners at 3, 4, … before the exec cannot overwrite it.
+// minFD (see pinnedFDFloor), so that placing the child's listeners at 3,
+// 4, … before the exec cannot overwrite it.
 func pinBinary(bin, want string, minFD int) (*pinnedBinary, error) {
 	want = strings.ToLower(strings.TrimSpace(want))
 	if len(want) != sha256.Size*2 || strings.Trim(want, "0123456789abcdef") != "" {
@@ -48,6 +48,15 @@ func pinBinary(bin, want string, minFD int) (*pinnedBinary, error) {
 		return nil, fmt.Errorf("handoff: binary %s: %w", bin, os.NewSyscallError("fcntl", err))
 	}
 	return &pinnedBinary{f: os.NewFile(uintptr(fd), bin)}, nil
+}
+
+// pinnedFDFloor is the lowest descriptor number the pinned binary may use
+// in a spawn with extra files at 3, 4, …: between fork and exec the child
+// places them there, first moving each that sits below its target to
+// numbers from 3+extra upwards, so anything under twice that can be
+// overwritten before the exec reads the pinned descriptor.
+func pinnedFDFloor(extra int) int {
+	return 2*(3+extra) + 1
 }
 
 // path is what to execute: the descriptor through /proc, which the kernel

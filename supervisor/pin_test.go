@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // sha256File returns the hex SHA-256 of a file's content.
@@ -113,5 +115,48 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, data, 0o755); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPinBinary_survivesTheChildsFDShuffle: between fork and exec the child
+// moves an extra file that sits below its target number up to free numbers
+// before placing it; the pinned descriptor must lie above all of those, or
+// the exec would read a listener instead of the binary.
+func TestPinBinary_survivesTheChildsFDShuffle(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "daemon")
+	copyFile(t, "/bin/true", path)
+	// The last extra file gets the lowest free number, below its target
+	// number 3+n-1: the child moves it up to 3+n first, where a pin at the
+	// bare 3+n would sit.
+	low, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer low.Close()
+	n := int(low.Fd()) + 2
+	var extra []*os.File
+	for j := range n - 1 {
+		// The others sit high (200+), above their targets, so the child
+		// moves only the last one, and 3+n is free for a careless pin.
+		fd, err := unix.FcntlInt(low.Fd(), unix.F_DUPFD_CLOEXEC, 200+j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := os.NewFile(uintptr(fd), os.DevNull)
+		defer f.Close()
+		extra = append(extra, f)
+	}
+	extra = append(extra, low)
+	pin, err := pinBinary(path, sha256File(t, path), pinnedFDFloor(len(extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pin.close()
+	cmd := exec.Command(pin.path())
+	cmd.Args[0] = path
+	cmd.ExtraFiles = extra
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("running the pinned binary with %d extra files: %v", len(extra), err)
 	}
 }

@@ -69,7 +69,7 @@ func (s *Supervisor) spawn(spec SpawnSpec, successor bool) (*generation, error) 
 	cmd, err := s.command(bin, spec, theirs)
 	if err == nil && spec.SHA256 != "" {
 		var pin *pinnedBinary
-		if pin, err = pinBinary(bin, spec.SHA256, 3+len(cmd.ExtraFiles)); err == nil {
+		if pin, err = pinBinary(bin, spec.SHA256, pinnedFDFloor(len(cmd.ExtraFiles))); err == nil {
 			defer pin.close()
 			cmd.Path = pin.path() // argv[0] stays the resolved path
 		}
