@@ -3,13 +3,14 @@ package handoff
 import (
 	"errors"
 	"fmt"
-	"github.com/handoff-go/handoff/internal/sysx"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/handoff-go/handoff/internal/sysx"
 )
 
 // controlSocket is the control socket path this process bound, with the

@@ -2,8 +2,9 @@ package main
 
 import (
 	"context"
-	"golang.org/x/sys/unix"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stabSample is the resources after a number of swaps.

@@ -2,11 +2,12 @@ package httpdrain
 
 import (
 	"fmt"
-	"github.com/handoff-go/handoff/internal/testproc"
 	"os"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func TestMain(m *testing.M) {

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"flag"
 	"fmt"
-	"github.com/handoff-go/handoff/internal/testproc"
 	"os"
 	"runtime"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // roleEnv selects a helper role when the test binary re-executes itself:

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/handoff-go/handoff/internal/testproc"
 	"io"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/internal/crashpoint"
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // roleEnv selects a helper role when the test binary re-executes itself.

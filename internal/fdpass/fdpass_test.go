@@ -2,7 +2,6 @@ package fdpass
 
 import (
 	"errors"
-	"github.com/handoff-go/handoff/internal/sysx"
 	"io"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/sysx"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
