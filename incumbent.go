@@ -42,9 +42,6 @@ type Incumbent struct {
 	served    atomic.Bool
 
 	sessions *sessioncap.Table
-
-	mu        sync.Mutex
-	lastLimit time.Time // rate-limits the session-limit warning
 }
 
 // BindColdStart binds the control socket path for a daemon started without a
@@ -123,10 +120,10 @@ func (inc *Incumbent) acceptLoop() error {
 		switch how {
 		case sessioncap.Refused:
 			c.Close()
-			inc.warnSessionLimit("refused a control connection: every session has completed its handshake")
+			inc.reportSessionLimit("refused a control connection: every session has completed its handshake")
 			continue
 		case sessioncap.AdmittedByEviction:
-			inc.warnSessionLimit("closed the oldest control connection that had not completed its handshake")
+			inc.reportSessionLimit("closed the oldest control connection that had not completed its handshake")
 		}
 		go func() {
 			defer slot.Release()
@@ -136,13 +133,10 @@ func (inc *Incumbent) acceptLoop() error {
 	}
 }
 
-// warnSessionLimit logs that the session limit was reached, at most once a
-// second, so a flood of connections does not flood the log as well.
-func (inc *Incumbent) warnSessionLimit(what string) {
-	inc.mu.Lock()
-	defer inc.mu.Unlock()
-	if now := time.Now(); now.Sub(inc.lastLimit) >= time.Second {
-		inc.lastLimit = now
+// reportSessionLimit logs that the session limit was hit (rate-limited by
+// the table).
+func (inc *Incumbent) reportSessionLimit(what string) {
+	if inc.sessions.ReportLimit() {
 		inc.opts.logger.Warn("handoff.session_limit", "limit", maxSessions, "what", what)
 	}
 }

@@ -52,9 +52,6 @@ type triggerServer struct {
 	log    *slog.Logger
 	wg     sync.WaitGroup
 	conns  *sessioncap.Table
-
-	mu        sync.Mutex
-	lastLimit time.Time // rate-limits the connection-limit warning
 }
 
 // newTriggerServer serves ln, bound at path (owned: the inode to remove at
@@ -177,13 +174,10 @@ func (t *triggerServer) refuseBusy(c *net.UnixConn) {
 		Error: fmt.Sprintf("handoff: the supervisor is serving %d trigger requests already; retry later", maxTriggerConns)})
 }
 
-// warnLimit logs that the connection limit was reached, at most once a
-// second, so a flood does not flood the log as well.
+// warnLimit logs that the connection limit was hit (rate-limited by the
+// table).
 func (t *triggerServer) warnLimit(what string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if now := time.Now(); now.Sub(t.lastLimit) >= time.Second {
-		t.lastLimit = now
+	if t.conns.ReportLimit() {
 		t.log.Warn("handoff.trigger_limit", "limit", maxTriggerConns, "what", what)
 	}
 }

@@ -12,6 +12,7 @@ package sessioncap
 import (
 	"io"
 	"sync"
+	"time"
 )
 
 // Table is the set of connections holding a slot. The zero value is not
@@ -24,6 +25,8 @@ type Table struct {
 	seq    uint64
 	closed bool
 	wg     sync.WaitGroup // one count per admitted slot until Release
+
+	reported time.Time // the last time ReportLimit said yes
 }
 
 // Slot is one admitted connection's place in a Table.
@@ -121,6 +124,19 @@ func (s *Slot) Release() {
 	s.released = true
 	delete(s.t.slots, s)
 	s.t.wg.Done()
+}
+
+// ReportLimit says whether the caller should log that the limit was hit
+// (an eviction or a refusal): yes at most once a second, so that a flood
+// of connections does not flood the log as well.
+func (t *Table) ReportLimit() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.reported) >= time.Second {
+		t.reported = now
+		return true
+	}
+	return false
 }
 
 // Len returns how many connections hold a slot.

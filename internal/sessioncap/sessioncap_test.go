@@ -181,3 +181,17 @@ func TestAdmit_boundUnderConcurrency(t *testing.T) {
 		t.Errorf("table held up to %d connections, want between 1 and %d", maxSeen, limit)
 	}
 }
+
+// TestReportLimit: the first report passes, one right after does not (at
+// most one a second), so a flood writes one warning, not thousands.
+func TestReportLimit(t *testing.T) {
+	tab := New(1)
+	if !tab.ReportLimit() {
+		t.Fatal("the first report was held back")
+	}
+	for i := range 100 {
+		if tab.ReportLimit() {
+			t.Fatalf("report %d right after the first one was let through", i+2)
+		}
+	}
+}
