@@ -5,10 +5,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/handoff-go/handoff/internal/sysx"
 )
 
 type connKey struct{}
@@ -86,19 +85,7 @@ func (c *conn) ReadFrom(r io.Reader) (int64, error) {
 }
 
 // pending reports whether bytes wait in the socket's receive queue.
-func (c *conn) pending() bool {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	n := 0
-	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
-	return n > 0
-}
+func (c *conn) pending() bool { return sysx.RecvQueued(c.Conn) }
 
 // admit decides whether n bytes just read may reach net/http: they may
 // unless the server is sealed and c has no admitted request in progress.
@@ -112,7 +99,7 @@ func (s *Server) admit(c *conn, n int) bool {
 	case n == 0:
 		return true
 	}
-	s.setFreshLocked(c, false)
+	s.clearFreshLocked(c)
 	switch {
 	case c.phase == busy:
 		return true
@@ -124,9 +111,9 @@ func (s *Server) admit(c *conn, n int) bool {
 	return true
 }
 
-// setFreshLocked marks c as having read its first byte (or gone).
-func (s *Server) setFreshLocked(c *conn, fresh bool) {
-	if c.fresh && !fresh {
+// clearFreshLocked marks c as having read its first byte (or gone).
+func (s *Server) clearFreshLocked(c *conn) {
+	if c.fresh {
 		c.fresh = false
 		s.notifyLocked()
 	}
@@ -185,7 +172,7 @@ func (s *Server) track(c *conn, st http.ConnState) bool {
 		return s.sealed
 	case http.StateClosed, http.StateHijacked:
 		s.setPhaseLocked(c, idle)
-		s.setFreshLocked(c, false)
+		s.clearFreshLocked(c)
 		delete(s.conns, c)
 	}
 	return false

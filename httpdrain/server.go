@@ -230,17 +230,22 @@ func (s *Server) waitUntil(ctx context.Context, cond func() (bool, time.Duration
 		if ok {
 			return nil
 		}
+		var timer *time.Timer
 		var timeout <-chan time.Time
 		if recheck > 0 {
-			t := time.NewTimer(recheck)
-			defer t.Stop()
-			timeout = t.C
+			timer = time.NewTimer(recheck)
+			timeout = timer.C
 		}
 		select {
 		case <-ch:
 		case <-timeout:
 		case <-ctx.Done():
-			return ctx.Err()
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 	}
 }

@@ -26,13 +26,26 @@ func (s *server) Drain(ctx context.Context) (handoff.DrainReport, error) {
 	if err := pause(ctx, s.cfg.faults.slowDrain); err != nil {
 		return handoff.DrainReport{}, err
 	}
-	if err := s.resp.drain(ctx); err != nil {
-		return handoff.DrainReport{}, err
+	// Both listeners at once: while one waits for its connections in use,
+	// the other must not go on accepting new ones.
+	type httpDrained struct {
+		open int
+		err  error
 	}
-	httpOpen, err := s.http.Drain(ctx)
-	if err != nil {
-		return handoff.DrainReport{}, fmt.Errorf("kvd: drain: %w", err)
+	hc := make(chan httpDrained, 1)
+	go func() {
+		open, err := s.http.Drain(ctx)
+		hc <- httpDrained{open, err}
+	}()
+	respErr := s.resp.drain(ctx)
+	h := <-hc
+	if respErr != nil {
+		return handoff.DrainReport{}, respErr
 	}
+	if h.err != nil {
+		return handoff.DrainReport{}, fmt.Errorf("kvd: drain: %w", h.err)
+	}
+	httpOpen := h.open
 	if err := s.store().Sync(ctx); err != nil {
 		return handoff.DrainReport{}, fmt.Errorf("kvd: drain: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/sysx"
 )
 
 // respHandler runs one command and writes its reply; it returns true when
@@ -349,7 +351,7 @@ func (c *respConn) serve() {
 // nothing on it. Only a client that pipelines a command behind an
 // unanswered one can still meet the close.
 func (c *respConn) leaveAfterReply() bool {
-	if c.r.Buffered() > 0 || !c.srv.isDraining() || socketPending(c.Conn) {
+	if c.r.Buffered() > 0 || !c.srv.isDraining() || sysx.RecvQueued(c.Conn) {
 		return false
 	}
 	c.finishWithFIN()
@@ -438,24 +440,9 @@ func (c *respConn) sealLocked() {
 	if !c.waiting {
 		return
 	}
-	if socketPending(c.Conn) {
+	if sysx.RecvQueued(c.Conn) {
 		c.admitted = true
 		return
 	}
 	c.Conn.Close()
-}
-
-// socketPending reports whether bytes wait in a socket's receive queue.
-func socketPending(nc net.Conn) bool {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	n := 0
-	_ = rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
-	return n > 0
 }

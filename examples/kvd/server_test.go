@@ -3,11 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,11 +82,7 @@ func (c *respClient) send(t *testing.T, cmds ...string) {
 	t.Helper()
 	var b []byte
 	for _, cmd := range cmds {
-		var args [][]byte
-		for _, w := range strings.Fields(cmd) {
-			args = append(args, []byte(w))
-		}
-		b = append(b, encodeCommand(args)...)
+		b = append(b, encodeCommand(words(cmd))...)
 	}
 	if _, err := c.Write(b); err != nil {
 		t.Fatalf("write: %v", err)
@@ -142,8 +140,8 @@ func (c *respClient) call(t *testing.T, cmd string) string {
 // wantClosed checks that kvd closes the connection without another byte.
 func (c *respClient) wantClosed(t *testing.T) {
 	t.Helper()
-	b, _ := io.ReadAll(c.r)
-	if len(b) != 0 {
-		t.Fatalf("server wrote %q; want the connection closed with nothing more", b)
+	b, err := io.ReadAll(c.r)
+	if len(b) != 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("server wrote %q (read error %v); want the connection closed with nothing more", b, err)
 	}
 }
