@@ -228,7 +228,6 @@ func hasKey(kv, key string) bool { return len(kv) > len(key) && kv[:len(key)+1] 
 type Carried struct {
 	st       carriedState
 	previous string
-	stateFD  int
 }
 
 // Carried state of this process, if a previous supervisor binary exec'd us.
@@ -246,7 +245,7 @@ func InheritedState() (*Carried, error) {
 	if err != nil || fd < 3 {
 		return &Carried{previous: previous}, fmt.Errorf("%w: %s=%q is not a descriptor", ErrCarriedState, EnvCarriedState, v)
 	}
-	c := &Carried{previous: previous, stateFD: fd}
+	c := &Carried{previous: previous}
 	f := os.NewFile(uintptr(fd), "handoff-supervisor-state")
 	defer f.Close()
 	if err := json.NewDecoder(io.LimitReader(f, 1<<20)).Decode(&c.st); err != nil {

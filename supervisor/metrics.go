@@ -2,6 +2,8 @@ package supervisor
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/handoff-go/handoff/internal/wire"
 )
 
 // Metrics are the supervisor's Prometheus metrics (names of DESIGN section 7).
@@ -61,7 +63,7 @@ func (m *Metrics) observe(o Outcome) {
 	}
 	m.failures.Inc()
 	m.rolledBack.WithLabelValues(o.Reason).Inc()
-	if o.Reason == "seal-failed" {
+	if o.Reason == wire.ReasonSealFailed.String() {
 		m.sealFail.Inc()
 	}
 }

@@ -65,6 +65,11 @@ func (s *Supervisor) PerformHandoff(ctx context.Context, spec SpawnSpec) (Outcom
 	if err != nil {
 		return Outcome{}, err
 	}
+	if !spec.DryRun {
+		// Room for the generation this swap retires, before the swap's clock
+		// starts; a canary start retires nobody.
+		s.evictDraining()
+	}
 	now := time.Now()
 	w := &swap{s: s, spec: spec, id: id, begun: now, stepAt: now, old: old, phase: journal.Idle,
 		deadline: now.Add(spec.deadline() + peer.WireSlack)}
@@ -191,7 +196,6 @@ func (w *swap) ack(c *wire.Conn, r wire.Received) (*wire.Hello, error) {
 }
 
 func (w *swap) spawnSuccessor(ctx context.Context) error {
-	w.s.evictDraining()
 	n, err := w.s.spawn(w.spec, true)
 	if err != nil {
 		return &stepError{reason: wire.ReasonSpawnFailed, err: err}

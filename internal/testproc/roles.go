@@ -89,7 +89,7 @@ func (r *Roles) checkAfterRun() int {
 		fmt.Fprintln(os.Stderr, "goroutine leak:", err)
 		return 1
 	}
-	if !wholeSuiteRan() {
+	if !WholeSuiteRan() {
 		return 0
 	}
 	if unused := r.unused(); len(unused) > 0 {
@@ -113,9 +113,9 @@ func (r *Roles) unused() []string {
 	return names
 }
 
-// wholeSuiteRan reports whether no flag selected, skipped or merely listed
+// WholeSuiteRan reports whether no flag selected, skipped or merely listed
 // tests, and -short did not let them skip.
-func wholeSuiteRan() bool {
+func WholeSuiteRan() bool {
 	for _, name := range []string{"test.run", "test.skip", "test.list"} {
 		if f := flag.Lookup(name); f == nil || f.Value.String() != "" {
 			return false
