@@ -221,7 +221,7 @@ func (svc *service) serveReady(ctx context.Context) error {
 		return err
 	}
 	svc.notifyLog(svc.notify.Ready())
-	svc.updateStatus(ctx)
+	svc.updateStatus()
 	return nil
 }
 

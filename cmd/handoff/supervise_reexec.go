@@ -83,7 +83,7 @@ func (svc *service) allowedSupervisorBinary(bin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", supervisor.ErrBadBinary, err)
 	}
-	if ownReal, err := realPath(self); (err != nil || real != ownReal) && !svc.isAllowed(real) {
+	if ownReal, err := realPath(self); (err != nil || real != ownReal) && !isAllowed(real, svc.cfg.AllowedBinaries) {
 		return "", fmt.Errorf("%w: supervisor binary %s (resolved %s) is neither this program (%s) nor in allowed_binaries of %s",
 			errNotAllowed, bin, real, self, svc.cfg.File)
 	}

@@ -74,11 +74,19 @@ func (svc *service) listenerJSON() []listenerJSON {
 }
 
 // updateStatus sends systemd the one-line status `systemctl status` shows.
-func (svc *service) updateStatus(ctx context.Context) {
+// It uses what the supervisor knows already: asking the incumbent for its
+// snapshot here would hold every swap's answer to its client for a round
+// trip that the line does not need.
+func (svc *service) updateStatus() {
 	if svc.notify == nil {
 		return
 	}
-	svc.notifyLog(svc.notify.Status(statusLine(svc.status(ctx))))
+	st := svc.sup.Status()
+	ev := statusEvent{Draining: st.Draining, LastOutcome: svc.lastOutcome(st.Last)}
+	if st.IncumbentPID != 0 {
+		ev.Incumbent = &incumbentJSON{PID: st.IncumbentPID, BuildID: st.IncumbentBuildID}
+	}
+	svc.notifyLog(svc.notify.Status(statusLine(ev)))
 }
 
 // statusLine summarises a status in one line, e.g. "incumbent pid 1234

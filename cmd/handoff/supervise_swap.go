@@ -57,7 +57,7 @@ func (svc *service) allowedBinary(bin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%w: %w", supervisor.ErrBadBinary, err)
 	}
-	if !svc.isAllowed(real) {
+	if !isAllowed(real, append([]string{svc.cfg.Binary}, svc.cfg.AllowedBinaries...)) {
 		return "", fmt.Errorf("%w: binary %s (resolved %s) is neither the configured binary %s nor in allowed_binaries of %s",
 			errNotAllowed, bin, real, svc.cfg.Binary, svc.cfg.File)
 	}
@@ -67,8 +67,10 @@ func (svc *service) allowedBinary(bin string) (string, error) {
 	return real, nil
 }
 
-func (svc *service) isAllowed(real string) bool {
-	for _, c := range append([]string{svc.cfg.Binary}, svc.cfg.AllowedBinaries...) {
+// isAllowed reports whether real (resolved) is one of names, each resolved
+// now.
+func isAllowed(real string, names []string) bool {
+	for _, c := range names {
 		if r, err := realPath(c); err == nil && r == real {
 			return true
 		}
@@ -99,7 +101,7 @@ func (svc *service) swap(ctx context.Context, spec supervisor.SpawnSpec) (superv
 	svc.lastAt = time.Now()
 	svc.mu.Unlock()
 	svc.logOutcome(out, err)
-	svc.updateStatus(ctx)
+	svc.updateStatus()
 	return out, err
 }
 

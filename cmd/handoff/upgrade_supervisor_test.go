@@ -40,7 +40,13 @@ func TestUpgradeSupervisor_inPlace(t *testing.T) {
 	p := startDialer(addr)
 	mp := startDialer(before.MetricsAddr) // the metrics socket is carried too: never refused
 
-	r := f.upgrade("--supervisor", "--binary", f.bin("daemon-broken"))
+	// The daemon's configured binary is no supervisor binary: only this
+	// program and allowed_binaries are.
+	r := f.upgrade("--supervisor", "--binary", f.bin("daemon"))
+	if r.code != exitError || !strings.Contains(r.stderr, "[not-allowed]") {
+		t.Fatalf("upgrade --supervisor to the daemon's binary: exit %d, want %d with [not-allowed]\n%s%s", r.code, exitError, r.stdout, r.stderr)
+	}
+	r = f.upgrade("--supervisor", "--binary", f.bin("daemon-broken"))
 	if r.code != exitError || !strings.Contains(r.stderr, "reexec-failed") {
 		t.Fatalf("upgrade to a broken supervisor binary: exit %d, want %d with reexec-failed\n%s%s", r.code, exitError, r.stdout, r.stderr)
 	}
