@@ -33,6 +33,7 @@ type demoReport struct {
 	LostWrites           int         `json:"lost_writes"`
 	StaleReads           int         `json:"stale_reads"`
 	VerifyErrors         int         `json:"verify_errors"`
+	UnansweredWrites     int         `json:"unanswered_writes"` // writes sent without an answer, each read back
 	UnansweredNotApplied int         `json:"unanswered_writes_not_applied"`
 	UnansweredApplied    int         `json:"unanswered_writes_applied"`
 	Crashes              int         `json:"incumbent_crashes"`
@@ -102,18 +103,17 @@ func newDemoReport(p demoPlan) *demoReport {
 }
 
 // demoMS is a duration in milliseconds, for JSON.
-func demoMS(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // addSwap records a swap's outcome.
 func (r *demoReport) addSwap(i int, bad bool, o supervisor.Outcome) *swapResult {
 	s := &swapResult{Index: i, Binary: o.Binary, BuildID: o.BuildID, Planned: "commit",
 		Committed: o.Committed, Reason: o.Reason, Cause: o.Cause, OldPID: o.OldPID, NewPID: o.NewPID,
-		TotalMS: demoMS(o.Total), phases: o.Phases}
+		TotalMS: ms(o.Total), phases: o.Phases}
 	if bad {
 		s.Planned = "rollback"
 	}
 	for _, p := range o.Phases {
-		s.Phases = append(s.Phases, phaseTime{p.Phase, demoMS(p.Duration)})
+		s.Phases = append(s.Phases, phaseTime{p.Phase, ms(p.Duration)})
 	}
 	if o.Committed {
 		r.Committed++
@@ -136,7 +136,7 @@ func (s *swapResult) outcomeWord() string {
 
 // summary is the one-line result of a swap.
 func (s *swapResult) summary() string {
-	total := demoRound(time.Duration(s.TotalMS * float64(time.Millisecond)))
+	total := demoRound(msDuration(s.TotalMS))
 	if s.Committed {
 		return fmt.Sprintf("COMMITTED in %s: pid %d -> %d, build %s serves%s", total, s.OldPID, s.NewPID, s.ServingBuild, s.planNote())
 	}
@@ -187,7 +187,7 @@ func (r *demoReport) summarizePhases() {
 		ds := byPhase[name]
 		slices.Sort(ds)
 		r.Phases = append(r.Phases, phaseSummary{Phase: name, Count: len(ds),
-			MedianMS: demoMS(demoMedian(ds)), MaxMS: demoMS(ds[len(ds)-1])})
+			MedianMS: ms(demoMedian(ds)), MaxMS: ms(ds[len(ds)-1])})
 	}
 }
 
@@ -235,7 +235,7 @@ func demoProtoCounts(c *protoCounters) protoReport {
 // verdict fills in the report and decides the exit status.
 func (d *demoRun) verdict(ctx context.Context, err error) int {
 	r := d.rep
-	r.TotalMS = demoMS(time.Since(r.start))
+	r.TotalMS = ms(time.Since(r.start))
 	r.Crashes = d.crashes.count(r.replacedPIDs())
 	if d.load != nil {
 		r.fillLoad(d.load)
@@ -331,13 +331,13 @@ func (r *demoReport) writeText(w io.Writer) {
 		r.HandoffsPlanned, r.Committed, r.RolledBack, r.RollbacksPlanned)
 	for _, s := range r.Swaps {
 		if !s.Committed {
-			fmt.Fprintf(w, "                  swap %d: %s\n", s.Index, demoOneLine(dedupReason(s.Reason, s.Cause)))
+			fmt.Fprintf(w, "                  swap %d: %s\n", s.Index, demoOneLine(dedupe(s.Reason+": "+s.Cause)))
 		}
 	}
 	r.writeRequests(w)
 	r.writeVerified(w)
 	r.writePhases(w)
-	fmt.Fprintf(w, "  total         %s\n", demoRound(time.Duration(r.TotalMS*float64(time.Millisecond))))
+	fmt.Fprintf(w, "  total         %s\n", demoRound(msDuration(r.TotalMS)))
 	for _, f := range r.Failures {
 		fmt.Fprintf(w, "  FAILED: %s\n", f)
 	}
@@ -415,19 +415,8 @@ func (r *demoReport) writePhases(w io.Writer) {
 	fmt.Fprintf(w, "  phases        %-14s %6s %10s %10s\n", "", "swaps", "median", "max")
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "                %-14s %6d %10s %10s\n", p.Phase, p.Count,
-			demoRound(demoFromMS(p.MedianMS)), demoRound(demoFromMS(p.MaxMS)))
+			demoRound(msDuration(p.MedianMS)), demoRound(msDuration(p.MaxMS)))
 	}
-}
-
-func demoFromMS(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
-
-// dedupReason prefixes text with the abort reason, once: the cause text
-// may already start with it.
-func dedupReason(reason, text string) string {
-	for strings.HasPrefix(text, reason+": ") {
-		text = strings.TrimPrefix(text, reason+": ")
-	}
-	return reason + ": " + text
 }
 
 // demoOneLine shortens an error text for a report line.

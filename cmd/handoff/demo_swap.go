@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/handoff-go/handoff/supervisor"
@@ -65,11 +64,7 @@ func (d *demoRun) onEvent(p supervisor.Progress) {
 	if p.Step == "seal-progress" {
 		took = "·"
 	}
-	detail := p.Detail
-	if reason, _, ok := strings.Cut(detail, ": "); ok && p.Step == "aborted" {
-		detail = dedupReason(reason, detail)
-	}
-	d.p.linef("    %-14s %9s  %s", p.Step, took, detail)
+	d.p.linef("    %-14s %9s  %s", p.Step, took, dedupe(p.Detail))
 }
 
 // checkServing asks a new connection which process serves: after a commit

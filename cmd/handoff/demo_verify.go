@@ -107,6 +107,7 @@ func (d *demoRun) checkUnanswered(ctx context.Context) error {
 	d.load.mu.Lock()
 	sets := append([]demoKV(nil), d.load.unansweredWrites...)
 	d.load.mu.Unlock()
+	d.rep.UnansweredWrites = len(sets)
 	c := newDemoClient()
 	defer c.CloseIdleConnections()
 	for _, w := range sets {
