@@ -144,11 +144,15 @@ func TestAcquireOrBreakStale_crashedAndLiveHolders(t *testing.T) {
 	if pid, _, err := flock.HolderFromPidFile(dir); err != nil || pid != os.Getpid() {
 		t.Fatalf("pid file names %d (%v), want %d", pid, err, os.Getpid())
 	}
+	if pid, err := flock.Holder(dir); err != nil || pid != os.Getpid() {
+		t.Fatalf("the kernel says the lock is held by %d (%v), want %d", pid, err, os.Getpid())
+	}
 }
 
 // The incumbent's owner goroutine and its recovery loop may touch the lock
 // at once; the lock state must stay consistent with the kernel's.
 func TestDataDirLock_concurrentUse(t *testing.T) {
+	checkFDs(t)
 	dir := t.TempDir()
 	d, err := AcquireLock(dir)
 	if err != nil {

@@ -2,7 +2,6 @@ package handoff
 
 import (
 	"log/slog"
-	"time"
 )
 
 // Option configures an [Incumbent] (see [BindColdStart] and
@@ -10,14 +9,13 @@ import (
 type Option func(*options)
 
 type options struct {
-	listeners  *Listeners
-	buildID    string
-	logger     *slog.Logger
-	commitExit time.Duration
+	listeners *Listeners
+	buildID   string
+	logger    *slog.Logger
 }
 
 func defaultOptions() options {
-	return options{logger: slog.Default(), commitExit: 5 * time.Second}
+	return options{logger: slog.Default()}
 }
 
 // WithListeners gives the incumbent the daemon's inherited listeners, so that

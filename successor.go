@@ -30,7 +30,6 @@ import (
 type Successor struct {
 	conn      *wire.Conn
 	listeners *Listeners
-	caps      []string
 	buildID   string
 	used      atomic.Bool
 }
@@ -106,7 +105,6 @@ func (s *Successor) awaitAck(ctx context.Context) error {
 				m.Version, wire.MinVersion, wire.MaxVersion, ErrVersionMismatch)
 		}
 		s.conn.SetNegotiated(m.Version, r.ID)
-		s.caps = wire.IntersectCaps(wire.DefaultCapabilities, m.Capabilities)
 		return nil
 	case *wire.Abort:
 		return abortedBy(m)
