@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/fdpass"
 	"github.com/handoff-go/handoff/internal/listenenv"
 	"github.com/handoff-go/handoff/internal/sysx"
 )
@@ -77,7 +78,7 @@ func NewListeners(names []string, conns []syscall.Conn) (*Listeners, error) {
 	}
 	fds := make([]int, 0, len(conns))
 	for i, c := range conns {
-		fd, err := dupConn(c)
+		fd, err := sysx.DupConnFD(c)
 		if err != nil {
 			closeFDs(fds)
 			return nil, fmt.Errorf("handoff: NewListeners: keep %q: %w", names[i], err)
@@ -85,24 +86,6 @@ func NewListeners(names []string, conns []syscall.Conn) (*Listeners, error) {
 		fds = append(fds, fd)
 	}
 	return newListeners(names, fds), nil
-}
-
-// dupConn duplicates the descriptor behind c with F_DUPFD_CLOEXEC inside
-// Control, never through Fd (which could switch the shared socket to
-// blocking mode).
-func dupConn(c syscall.Conn) (int, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	fd, dupErr := -1, error(nil)
-	if err := rc.Control(func(sysfd uintptr) { fd, dupErr = unix.FcntlInt(sysfd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if dupErr != nil {
-		return -1, os.NewSyscallError("fcntl", dupErr)
-	}
-	return fd, nil
 }
 
 // Len is the number of entries, taken or not.
@@ -227,7 +210,7 @@ func (ls *Listeners) duplicates() (names []string, files []*os.File, err error) 
 	for _, e := range ls.entries {
 		f, err := sysx.DupFD(e.fd, e.name)
 		if err != nil {
-			closeFiles(files)
+			fdpass.CloseAll(files)
 			return nil, nil, err
 		}
 		names, files = append(names, e.name), append(files, f)
@@ -256,12 +239,6 @@ func (ls *Listeners) Close() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func closeFiles(files []*os.File) {
-	for _, f := range files {
-		f.Close()
-	}
 }
 
 func closeFDs(fds []int) {

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/fdpass"
 	"github.com/handoff-go/handoff/internal/listenenv"
 	"github.com/handoff-go/handoff/internal/sysx"
 )
@@ -146,7 +147,7 @@ func TestListeners_duplicates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeFiles(files)
+	defer fdpass.CloseAll(files)
 	if !slices.Equal(names, []string{"http", "dns"}) || len(files) != 2 {
 		t.Fatalf("duplicates = %q, %d files; want http, dns", names, len(files))
 	}

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/fdpass"
 	"github.com/handoff-go/handoff/internal/listenenv"
 	"github.com/handoff-go/handoff/internal/sysx"
 )
@@ -353,7 +354,7 @@ func handToChild(t *testing.T, ls *Listeners, addr, msg string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeFiles(files)
+	defer fdpass.CloseAll(files)
 	named := make([]listenenv.Named, len(names))
 	for i := range names {
 		named[i] = listenenv.Named{Name: names[i], File: files[i]}

@@ -20,24 +20,33 @@ import (
 // copy is already non-blocking when it is wrapped, a later Fd on the result
 // (for example by exec.Cmd.ExtraFiles) leaves O_NONBLOCK alone too.
 func DupFile(c syscall.Conn, name string) (*os.File, error) {
-	rc, err := c.SyscallConn()
+	fd, err := DupConnFD(c)
 	if err != nil {
 		return nil, fmt.Errorf("handoff: dup %s: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// DupConnFD is DupFile returning the raw descriptor (close-on-exec), for
+// code that keeps descriptors rather than files.
+func DupConnFD(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
 	}
 	var (
 		dupfd  = -1
 		dupErr error
 	)
-	ctrlErr := rc.Control(func(fd uintptr) {
+	if err := rc.Control(func(fd uintptr) {
 		dupfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if ctrlErr != nil {
-		return nil, fmt.Errorf("handoff: dup %s: %w", name, ctrlErr)
+	}); err != nil {
+		return -1, err
 	}
 	if dupErr != nil {
-		return nil, fmt.Errorf("handoff: dup %s: %w", name, os.NewSyscallError("fcntl", dupErr))
+		return -1, os.NewSyscallError("fcntl", dupErr)
 	}
-	return os.NewFile(uintptr(dupfd), name), nil
+	return dupfd, nil
 }
 
 // DupFD duplicates a raw descriptor with F_DUPFD_CLOEXEC and wraps the copy.

@@ -82,7 +82,7 @@ func (p *Process) StartTime() uint64 { return p.startTime }
 // error wrapping [ErrProcessGone].
 func (p *Process) Signal(sig syscall.Signal) error {
 	var sigErr error
-	err := p.control(func(fd uintptr) { sigErr = unix.PidfdSendSignal(int(fd), sig, nil, 0) })
+	err := control(p.f, func(fd uintptr) { sigErr = unix.PidfdSendSignal(int(fd), sig, nil, 0) })
 	if err != nil {
 		return fmt.Errorf("handoff: signal pid %d: %w", p.pid, err)
 	}
@@ -99,7 +99,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 // becomes readable when its process terminates). It reports false after Close.
 func (p *Process) Exited() bool {
 	exited := false
-	_ = p.control(func(fd uintptr) { exited, _ = pollReadable(fd) })
+	_ = control(p.f, func(fd uintptr) { exited, _ = pollReadable(fd) })
 	return exited
 }
 
@@ -132,25 +132,11 @@ func (p *Process) Close() error {
 }
 
 func (p *Process) dupPidfd() (*os.File, error) {
-	var (
-		dupfd  = -1
-		dupErr error
-	)
-	if err := p.control(func(fd uintptr) { dupfd, dupErr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+	f, err := DupFile(p.f, p.f.Name())
+	if err != nil {
 		return nil, fmt.Errorf("handoff: wait for pid %d: %w", p.pid, err)
 	}
-	if dupErr != nil {
-		return nil, fmt.Errorf("handoff: wait for pid %d: %w", p.pid, os.NewSyscallError("fcntl", dupErr))
-	}
-	return os.NewFile(uintptr(dupfd), p.f.Name()), nil
-}
-
-func (p *Process) control(fn func(fd uintptr)) error {
-	rc, err := p.f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	return rc.Control(fn)
+	return f, nil
 }
 
 // waitReadable parks in the runtime poller until f (a non-blocking pidfd) is
