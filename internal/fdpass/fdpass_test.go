@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/handoff-go/handoff/internal/sysx"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -195,7 +197,7 @@ func TestParse_errorClosesEveryDescriptor(t *testing.T) {
 		{"rights of odd length", oddRights()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := fdSet(t)
+			before := testproc.OpenFDs(t)
 			// Raw copies, as the kernel installs them on receipt: Parse
 			// owns them, so no *os.File may close their numbers later.
 			a, b := rawDup(t, sysFD(t, r)), rawDup(t, sysFD(t, w))
@@ -203,7 +205,7 @@ func TestParse_errorClosesEveryDescriptor(t *testing.T) {
 			if !errors.Is(err, ErrBadControl) || files != nil {
 				t.Fatalf("Parse = %v, %v; want ErrBadControl and no files", files, err)
 			}
-			assertFDs(t, before)
+			testproc.CheckFDs(t, before)
 		})
 	}
 }
@@ -321,36 +323,4 @@ func flags(t *testing.T, fd int) (fdFlags, flFlags int) {
 		t.Fatal(err)
 	}
 	return fdFlags, flFlags
-}
-
-// fdSet describes every open descriptor of this process.
-func fdSet(t *testing.T) map[string]string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := map[string]string{}
-	for _, e := range entries {
-		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil {
-			set[e.Name()] = target
-		}
-	}
-	return set
-}
-
-// assertFDs fails unless the open descriptors equal want.
-func assertFDs(t *testing.T, want map[string]string) {
-	t.Helper()
-	got := fdSet(t)
-	for n, target := range got {
-		if want[n] != target {
-			t.Errorf("fd %s (%s) leaked", n, target)
-		}
-	}
-	for n, target := range want {
-		if got[n] != target {
-			t.Errorf("fd %s (%s) was closed", n, target)
-		}
-	}
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // fdFixture is the three kinds of descriptor a handoff passes: a TCP
@@ -143,13 +145,13 @@ func TestConn_closesDescriptorsItDoesNotReturn(t *testing.T) {
 			c := NewConn(b)
 			c.SetNegotiated(1, sampleID)
 			fx := newFDFixture(t)
-			before := fdSet(t)
+			before := testproc.OpenFDs(t)
 			sendRaw(t, a, tc.id, tc.m, fx.files)
 			_, err := c.Recv(later())
 			if !errors.Is(err, tc.kind) {
 				t.Fatalf("got %v, want %v", err, tc.kind)
 			}
-			assertFDs(t, before)
+			testproc.CheckFDs(t, before)
 		})
 	}
 }
@@ -160,12 +162,12 @@ func TestConn_truncatedControlClosesWhatArrived(t *testing.T) {
 	c.oob = make([]byte, unix.CmsgSpace(4)) // room for one descriptor
 	c.SetNegotiated(1, sampleID)
 	fx := newFDFixture(t)
-	before := fdSet(t)
+	before := testproc.OpenFDs(t)
 	sendRaw(t, a, sampleID, &Listeners{Names: fx.names}, fx.files)
 	if _, err := c.Recv(later()); !errors.Is(err, ErrFDsTruncated) {
 		t.Fatalf("got %v, want ErrFDsTruncated", err)
 	}
-	assertFDs(t, before)
+	testproc.CheckFDs(t, before)
 }
 
 // sendRaw writes m framed with id, files attached, bypassing Conn's own

@@ -3,7 +3,6 @@ package wire
 import (
 	"net"
 	"os"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -92,41 +91,6 @@ func mustRecv(t *testing.T, c *Conn) Received {
 		t.Fatalf("Recv: %v", err)
 	}
 	return rec
-}
-
-// fdSet describes every open descriptor of this process (number → target).
-func fdSet(t *testing.T) map[int]string {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := map[int]string{}
-	for _, e := range entries {
-		target, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue // the directory descriptor ReadDir used, now closed
-		}
-		n, _ := strconv.Atoi(e.Name())
-		set[n] = target
-	}
-	return set
-}
-
-// assertFDs fails unless the open descriptors equal want.
-func assertFDs(t *testing.T, want map[int]string) {
-	t.Helper()
-	got := fdSet(t)
-	for n, target := range got {
-		if want[n] != target {
-			t.Errorf("fd %d (%s) is open now but was not before", n, target)
-		}
-	}
-	for n, target := range want {
-		if got[n] != target {
-			t.Errorf("fd %d (%s) was open before but is not now", n, target)
-		}
-	}
 }
 
 // rawFD returns the descriptor behind c without (*os.File).Fd's side
