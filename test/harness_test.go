@@ -136,8 +136,7 @@ func (w *world) adoptedBy(d *driver) error {
 func (w *world) logged(limit time.Duration, parts ...string) error {
 	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(filepath.Join(w.dir, "log"))
-		for line := range strings.Lines(string(b)) {
+		for line := range strings.Lines(w.fullLog()) {
 			if containsAll(line, parts) {
 				return nil
 			}
@@ -227,10 +226,16 @@ func (w *world) swap(sp spec) (event, error) {
 // logTail returns the end of the world's log (driver and daemons), for
 // failure messages.
 func (w *world) logTail() string {
-	b, _ := os.ReadFile(filepath.Join(w.dir, "log"))
-	if len(b) > 6000 {
-		b = b[len(b)-6000:]
+	s := w.fullLog()
+	if len(s) > 6000 {
+		s = s[len(s)-6000:]
 	}
+	return s
+}
+
+// fullLog is the whole log of the world's processes so far.
+func (w *world) fullLog() string {
+	b, _ := os.ReadFile(filepath.Join(w.dir, "log"))
 	return string(b)
 }
 
@@ -303,21 +308,8 @@ func scanProcesses(dir string) map[int]uint64 {
 
 // liveStart returns the start time of pid if it runs (a zombie is dead).
 func liveStart(pid int) (uint64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return 0, false
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	return start, err == nil
+	start, err := sysx.ProcStartTime(pid)
+	return start, err == nil && sysx.Alive(pid)
 }
 
 // alive reports whether the process pid that started at start still runs.

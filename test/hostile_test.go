@@ -67,7 +67,7 @@ func (h *hostile) serving(when string) {
 }
 
 // clientsServed checks that both listeners acknowledge writes now and that
-// the incumbent under attack still owns the control socket.
+// the incumbent under attack still holds the data-dir lock.
 func (h *hostile) clientsServed(when string) {
 	h.t.Helper()
 	if err := h.ld.waitAcked(5, settleWait); err != nil {
@@ -82,19 +82,9 @@ func (h *hostile) clientsServed(when string) {
 // want: how the tests learn why the incumbent dropped a connection.
 func (h *hostile) logged(want string) {
 	h.t.Helper()
-	deadline := time.Now().Add(closeWait)
-	for time.Now().Before(deadline) {
-		if strings.Contains(h.w.logTail(), want) || strings.Contains(h.fullLog(), want) {
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling a log file another process writes
+	if err := h.w.logged(closeWait, want); err != nil {
+		h.t.Error(err)
 	}
-	h.t.Errorf("the log never said %q", want)
-}
-
-func (h *hostile) fullLog() string {
-	b, _ := os.ReadFile(h.w.dir + "/log")
-	return string(b)
 }
 
 // finish checks that the incumbent can still be handed off (a swap
@@ -350,7 +340,7 @@ func TestHostile_WrongID(t *testing.T) {
 		}
 		return p.send(wire.MaxVersion, other, &wire.PrepareHandoff{SuccessorPID: 1, DeadlineMillis: 10000, DrainGraceMillis: 5000})
 	})
-	if strings.Contains(h.fullLog(), "handoff.prepare") {
+	if strings.Contains(h.w.fullLog(), "handoff.prepare") {
 		t.Error("a PrepareHandoff with a foreign id started a drain")
 	}
 	h.serving("after frames with a wrong id")
