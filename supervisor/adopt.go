@@ -50,7 +50,7 @@ func (s *Supervisor) ResumeFromJournal(ctx context.Context, spec SpawnSpec) (boo
 	if err := s.adopt(ctx, pid, spec); err != nil {
 		return false, err
 	}
-	return true, s.record(idleRecord(s.current))
+	return true, nil
 }
 
 // settleBudget bounds how long a restarted supervisor waits for the lock
@@ -176,8 +176,9 @@ func (s *Supervisor) removeOrphan(rec journal.Record) error {
 	return p.Wait(ctx)
 }
 
-// adopt takes the listeners back from the incumbent answering as pid and
-// watches it through a pidfd.
+// adopt takes the listeners back from the incumbent answering as pid,
+// watches it through a pidfd and records it in the journal as the
+// incumbent at rest.
 func (s *Supervisor) adopt(ctx context.Context, pid int, spec SpawnSpec) error {
 	start, err := sysx.ProcStartTime(pid)
 	if err != nil {
@@ -200,7 +201,7 @@ func (s *Supervisor) adopt(ctx context.Context, pid int, spec SpawnSpec) error {
 	s.mu.Unlock()
 	closeListeners(old)
 	s.logf().Info("handoff.adopt", "pid", pid, "listeners", listenerNames(ls), "build", buildID)
-	return nil
+	return s.record(idleRecord(g))
 }
 
 func adoptedGeneration(proc *sysx.Process, spec SpawnSpec, buildID string) *generation {

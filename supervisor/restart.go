@@ -93,10 +93,7 @@ func (s *Supervisor) isCurrent(g *generation) bool {
 func (s *Supervisor) replaceCrashed(ctx context.Context, spec SpawnSpec) error {
 	if pid, err := controlPeerPID(s.controlPath); err == nil {
 		s.logf().Warn("handoff.crash", "adopting", pid, "note", "a live daemon answers on the control path")
-		if err := s.adopt(ctx, pid, spec); err != nil {
-			return err
-		}
-		return s.record(idleRecord(s.current))
+		return s.adopt(ctx, pid, spec)
 	}
 	if err := s.startLocked(ctx, spec); err != nil {
 		return err

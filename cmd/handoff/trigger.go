@@ -66,13 +66,13 @@ func newTriggerServer(ln *net.UnixListener, path string, owned ownedPath) *trigg
 // process answers at path (another supervisor): that socket is never
 // replaced.
 func listenTrigger(path string, mode os.FileMode) (*triggerServer, error) {
-	if err := checkTriggerPath(path); err != nil {
-		return nil, err
+	// A live socket at path is refused; a stale one is removed.
+	if err := claimSocketPath("unix", path); err != nil {
+		return nil, fmt.Errorf("%w (trigger_socket: is another `handoff supervise` running with this config?)", err)
 	}
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".handoff-%d.sock", os.Getpid()))
 	if len(tmp) > maxSocketPath {
-		tmp = path // no room for the temporary name: bind in place, over the stale file
-		_ = os.Remove(path)
+		tmp = path // no room for the temporary name: bind in place
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
@@ -90,24 +90,6 @@ func listenTrigger(path string, mode os.FileMode) (*triggerServer, error) {
 		return nil, err
 	}
 	return newTriggerServer(ln, path, owned), nil
-}
-
-func checkTriggerPath(path string) error {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return nil // absent (or unreadable: binding will say why)
-	}
-	if fi.Mode().Type() != os.ModeSocket {
-		return fmt.Errorf("handoff: trigger_socket %s exists and is not a socket; move it away", path)
-	}
-	live, err := socketAnswers("unix", path)
-	if err != nil {
-		return err
-	}
-	if live {
-		return fmt.Errorf("%w: trigger_socket %s is answered by a running process: is another `handoff supervise` running with this config?", errSocketInUse, path)
-	}
-	return nil
 }
 
 func placeTrigger(tmp, path string, mode os.FileMode) error {
