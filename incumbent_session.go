@@ -66,15 +66,7 @@ func checkPeerUID(c *net.UnixConn) error {
 }
 
 func (s *ctlSession) handshake() error {
-	err := s.wc.Send(time.Now().Add(peer.Silence), &wire.Hello{
-		Role:         wire.RoleIncumbent,
-		PID:          int32(os.Getpid()),
-		BuildID:      s.inc.opts.buildID,
-		MinVersion:   wire.MinVersion,
-		MaxVersion:   wire.MaxVersion,
-		Capabilities: wire.DefaultCapabilities,
-	})
-	if err != nil {
+	if err := s.wc.Send(time.Now().Add(peer.Silence), ourHello(wire.RoleIncumbent, s.inc.opts.buildID)); err != nil {
 		return err
 	}
 	r, err := s.wc.Recv(time.Now().Add(peer.Silence))
@@ -85,9 +77,8 @@ func (s *ctlSession) handshake() error {
 	if !ok {
 		return fmt.Errorf("handoff: expected HelloAck, got %v: %w", r.Msg.Type(), ErrProtocol)
 	}
-	if ack.Version < wire.MinVersion || ack.Version > wire.MaxVersion || r.ID.IsZero() {
-		return fmt.Errorf("handoff: peer chose version %d outside [%d, %d]: %w",
-			ack.Version, wire.MinVersion, wire.MaxVersion, ErrVersionMismatch)
+	if err := checkChosenVersion("peer", ack.Version); err != nil {
+		return err
 	}
 	s.wc.SetNegotiated(ack.Version, r.ID)
 	s.role = ack.Role

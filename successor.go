@@ -83,14 +83,23 @@ func (s *Successor) Handshake(ctx context.Context, buildID string) (*Handshook, 
 }
 
 func (s *Successor) sendHello() error {
-	return s.conn.Send(time.Now().Add(peer.Silence), &wire.Hello{
-		Role:         wire.RoleSuccessor,
-		PID:          int32(os.Getpid()),
-		BuildID:      s.buildID,
-		MinVersion:   wire.MinVersion,
-		MaxVersion:   wire.MaxVersion,
-		Capabilities: wire.DefaultCapabilities,
-	})
+	return s.conn.Send(time.Now().Add(peer.Silence), ourHello(wire.RoleSuccessor, s.buildID))
+}
+
+// ourHello is this process's Hello in the given role.
+func ourHello(role wire.Role, buildID string) *wire.Hello {
+	return &wire.Hello{Role: role, PID: int32(os.Getpid()), BuildID: buildID,
+		MinVersion: wire.MinVersion, MaxVersion: wire.MaxVersion, Capabilities: wire.DefaultCapabilities}
+}
+
+// checkChosenVersion refuses a protocol version the peer chose outside the
+// range this process offered.
+func checkChosenVersion(who string, v uint16) error {
+	if v < wire.MinVersion || v > wire.MaxVersion {
+		return fmt.Errorf("handoff: %s chose protocol version %d outside ours [%d, %d]: %w",
+			who, v, wire.MinVersion, wire.MaxVersion, ErrVersionMismatch)
+	}
+	return nil
 }
 
 func (s *Successor) awaitAck(ctx context.Context) error {
@@ -100,9 +109,8 @@ func (s *Successor) awaitAck(ctx context.Context) error {
 	}
 	switch m := r.Msg.(type) {
 	case *wire.HelloAck:
-		if m.Version < wire.MinVersion || m.Version > wire.MaxVersion {
-			return fmt.Errorf("handoff: supervisor chose protocol version %d outside ours [%d, %d]: %w",
-				m.Version, wire.MinVersion, wire.MaxVersion, ErrVersionMismatch)
+		if err := checkChosenVersion("supervisor", m.Version); err != nil {
+			return err
 		}
 		s.conn.SetNegotiated(m.Version, r.ID)
 		return nil
