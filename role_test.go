@@ -114,7 +114,7 @@ func roleDetectReport() int {
 	if err != nil {
 		r.Err, r.BadEnv = err.Error(), errors.Is(err, ErrBadEnvironment)
 	}
-	for _, v := range []string{listenenv.VarFDs, listenenv.VarFDNames, listenenv.VarPID, listenenv.VarPIDFDID, listenenv.VarRole, listenenv.VarSockFD} {
+	for _, v := range listenenv.ContractVars() {
 		if _, ok := os.LookupEnv(v); ok {
 			r.EnvLeft = append(r.EnvLeft, v)
 		}

@@ -18,10 +18,7 @@ import (
 const maxSocketPath = 107
 
 // reservedEnv are variables the supervisor sets for each daemon generation.
-var reservedEnv = []string{
-	listenenv.VarFDs, listenenv.VarFDNames, listenenv.VarPID, listenenv.VarPIDFDID,
-	listenenv.VarRole, listenenv.VarSockFD,
-}
+var reservedEnv = listenenv.ContractVars()
 
 // validator turns a decoded document into a Config, checking each field in
 // a fixed order and stopping at the first problem.

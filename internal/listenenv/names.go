@@ -2,6 +2,7 @@ package listenenv
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -37,6 +38,10 @@ const (
 // HANDOFF_* variables (for example test crash points) are not part of the
 // contract and pass through.
 var contractVars = []string{VarFDs, VarFDNames, VarPID, VarPIDFDID, VarRole, VarSockFD}
+
+// ContractVars returns the variables of the contract: the ones the
+// supervisor sets for each daemon generation and the daemon unsets.
+func ContractVars() []string { return slices.Clone(contractVars) }
 
 // CheckName reports whether name can be a listener name: 1 to 255 printable
 // ASCII characters other than ':' (the LISTEN_FDNAMES separator) and '='
