@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/handoff-go/handoff"
 	"github.com/handoff-go/handoff/examples/kvd/store"
+	"github.com/handoff-go/handoff/internal/testproc"
 )
 
 // TestDrainable_drainSealResume walks kvd's hooks the way the library
@@ -75,6 +77,18 @@ func TestDrainable_drainSealResume(t *testing.T) {
 	}
 	if got := dialRESP(t, ts.respAddr).call(t, "GET before"); got != "$1" {
 		t.Fatalf("GET after second resume: %q", got)
+	}
+	// Each resume reopened the store: the log is open once, the closed
+	// stores' descriptors are gone (invariant 6).
+	logPath := filepath.Join(ts.dir, store.LogName)
+	open := 0
+	for _, fd := range testproc.OpenFDs(t) {
+		if strings.HasSuffix(fd, "->"+logPath) {
+			open++
+		}
+	}
+	if open != 1 {
+		t.Errorf("the log %s is open %d times after two resumes, want once", logPath, open)
 	}
 }
 
