@@ -264,18 +264,11 @@ func clientHandshake(wc *wire.Conn, role wire.Role) (*wire.Hello, error) {
 	if !ok {
 		return nil, fmt.Errorf("handoff: expected Hello, got %v: %w", r.Msg.Type(), ErrProtocol)
 	}
-	v, err := wire.Negotiate(wire.MinVersion, wire.MaxVersion, h.MinVersion, h.MaxVersion)
-	if err != nil {
-		return nil, err
-	}
 	id, err := wire.NewID()
 	if err != nil {
 		return nil, err
 	}
-	wc.SetNegotiated(v, id)
-	err = wc.Send(time.Now().Add(peer.Silence), &wire.HelloAck{Version: v, Role: role,
-		Capabilities: wire.IntersectCaps(wire.DefaultCapabilities, h.Capabilities)})
-	return h, err
+	return h, answerHello(wc, h, id, role)
 }
 
 // Listeners returns the names of the listening sockets the supervisor holds,

@@ -178,21 +178,33 @@ func (w *swap) ack(c *wire.Conn, r wire.Received) (*wire.Hello, error) {
 	if !ok {
 		return nil, fail(wire.ReasonProtocol, "expected Hello, got %v: %w", r.Msg.Type(), ErrProtocol)
 	}
-	v, err := wire.Negotiate(wire.MinVersion, wire.MaxVersion, h.MinVersion, h.MaxVersion)
-	if err != nil {
-		// Tell the peer why before closing, in a frame any version reads.
-		c.SetNegotiated(wire.HelloFrameVersion, w.id)
-		_ = c.Send(time.Now().Add(time.Second), &wire.Abort{Reason: wire.ReasonVersionMismatch, Detail: err.Error()})
-		return nil, &stepError{reason: wire.ReasonVersionMismatch, err: fmt.Errorf("%s pid %d: %w", h.Role, h.PID, err)}
-	}
-	c.SetNegotiated(v, w.id)
-	err = c.Send(time.Now().Add(peer.Silence), &wire.HelloAck{
-		Version: v, Capabilities: wire.IntersectCaps(wire.DefaultCapabilities, h.Capabilities), Role: wire.RoleSupervisor,
-	})
-	if err != nil {
+	if err := answerHello(c, h, w.id, wire.RoleSupervisor); err != nil {
+		if errors.Is(err, errNoCommonVersion) {
+			return nil, &stepError{reason: wire.ReasonVersionMismatch, err: fmt.Errorf("%s pid %d: %w", h.Role, h.PID, err)}
+		}
 		return nil, fail(wire.ReasonPeerLost, "HelloAck to %s: %w", h.Role, err)
 	}
 	return h, nil
+}
+
+// errNoCommonVersion marks an answerHello error from the negotiation (the
+// peer's range is disjoint from ours, or not a range), not from the send.
+var errNoCommonVersion = errors.New("no common protocol version")
+
+// answerHello negotiates the version with a peer's Hello and answers
+// HelloAck carrying id in role. On a version mismatch it tells the peer why
+// (an Abort in a frame any version reads) before the caller closes.
+func answerHello(c *wire.Conn, h *wire.Hello, id wire.ID, role wire.Role) error {
+	v, err := wire.Negotiate(wire.MinVersion, wire.MaxVersion, h.MinVersion, h.MaxVersion)
+	if err != nil {
+		c.SetNegotiated(wire.HelloFrameVersion, id)
+		_ = c.Send(time.Now().Add(time.Second), &wire.Abort{Reason: wire.ReasonVersionMismatch, Detail: err.Error()})
+		return fmt.Errorf("%w: %w", errNoCommonVersion, err)
+	}
+	c.SetNegotiated(v, id)
+	return c.Send(time.Now().Add(peer.Silence), &wire.HelloAck{
+		Version: v, Capabilities: wire.IntersectCaps(wire.DefaultCapabilities, h.Capabilities), Role: role,
+	})
 }
 
 func (w *swap) spawnSuccessor(ctx context.Context) error {
