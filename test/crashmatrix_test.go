@@ -219,9 +219,8 @@ func crashSwap(w *world, res *rowResult, p crashpoint.Point, mode string, exp ex
 		sp.Env = env
 	}
 	d := w.drv
-	from := d.mark()
-	if err := d.send(map[string]any{"op": "swap", "binary": sp.Binary, "args": sp.Args, "env": sp.Env,
-		"deadline_ms": sp.DeadlineMS}); err != nil {
+	from, err := d.requestSwap(sp, false)
+	if err != nil {
 		res.problems = append(res.problems, err.Error())
 		return "", ""
 	}

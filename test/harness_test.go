@@ -213,11 +213,25 @@ func (w *world) noteDaemon(pid int) {
 	}
 }
 
+// swapRequest is the driver's "swap" request: the spec, and whether the
+// driver holds the swap after Ready.
+type swapRequest struct {
+	Op string `json:"op"`
+	spec
+	Hold bool `json:"hold,omitempty"`
+}
+
+// requestSwap asks the driver for a swap to sp and returns the mark from
+// which to wait for its events.
+func (d *driver) requestSwap(sp spec, hold bool) (int, error) {
+	from := d.mark()
+	return from, d.send(swapRequest{Op: "swap", spec: sp, Hold: hold})
+}
+
 // swap asks the running driver for a swap and waits for its outcome.
 func (w *world) swap(sp spec) (event, error) {
-	from := w.drv.mark()
-	if err := w.drv.send(map[string]any{"op": "swap", "binary": sp.Binary, "args": sp.Args,
-		"env": sp.Env, "deadline_ms": sp.DeadlineMS, "drain_grace_ms": sp.DrainGraceMS}); err != nil {
+	from, err := w.drv.requestSwap(sp, false)
+	if err != nil {
 		return event{}, err
 	}
 	return w.drv.waitFor(from, outcomeWait, func(e event) bool { return e.Event == "outcome" })

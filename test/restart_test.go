@@ -70,9 +70,9 @@ func TestSupervisorCrash_SuccessorCommitsDuringRecovery(t *testing.T) {
 func holdSwapAtReady(t *testing.T, w *world, d *driver) int {
 	t.Helper()
 	sp := w.kvdSpec("gen1")
-	from := d.mark()
-	if err := d.send(map[string]any{"op": "swap", "binary": sp.Binary, "args": sp.Args,
-		"deadline_ms": int((60 * time.Second) / time.Millisecond), "hold": true}); err != nil {
+	sp.DeadlineMS = int((60 * time.Second) / time.Millisecond)
+	from, err := d.requestSwap(sp, true)
+	if err != nil {
 		t.Fatal(err)
 	}
 	spawned, err := d.waitFor(from, outcomeWait, func(e event) bool { return e.Event == "progress" && e.Step == "spawned" })
@@ -133,8 +133,9 @@ func TestSupervisorCrash_OrphanedSuccessorIsRemoved(t *testing.T) {
 func sleepingSuccessor(t *testing.T, l *loaded) (int, uint64) {
 	t.Helper()
 	sp := l.w.kvdSpec("gen1")
-	from := l.d.mark()
-	if err := l.d.send(map[string]any{"op": "swap", "binary": sp.Binary, "args": sp.Args, "deadline_ms": 60000}); err != nil {
+	sp.DeadlineMS = 60000
+	from, err := l.d.requestSwap(sp, false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	step := func(name string) event {

@@ -330,11 +330,10 @@ func (s *soak) do(i int, p soakPlan, arm *soakPlan, label string) string {
 	old, oldStart := s.cur, startTime(s.cur.pid)
 	errMark := len(s.ld.failures0())
 	d := w.drv
-	from := d.mark()
 	began := time.Now()
 	restarts0 := s.fig.driverRestarts
-	if err := d.send(map[string]any{"op": "swap", "binary": sp.Binary, "args": sp.Args, "env": sp.Env,
-		"deadline_ms": sp.DeadlineMS}); err != nil {
+	from, err := d.requestSwap(sp, false)
+	if err != nil {
 		t.Fatalf("swap %d: %v", i, err)
 	}
 	delay := time.Duration(p.frac * float64(s.typical))
