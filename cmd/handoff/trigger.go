@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/handoff-go/handoff/internal/config"
 	"github.com/handoff-go/handoff/internal/sessioncap"
 	"github.com/handoff-go/handoff/internal/sysx"
 )
@@ -29,7 +30,6 @@ var (
 )
 
 const (
-	maxSocketPath  = 107              // sizeof(sun_path) minus the NUL
 	maxRequest     = 64 << 10         // a request line is tiny; bound what a peer can make us buffer
 	requestTimeout = 30 * time.Second // a client must send its request line within this
 	writeTimeout   = 10 * time.Second // per event line: a stalled client never stalls a swap for longer
@@ -71,7 +71,7 @@ func listenTrigger(path string, mode os.FileMode) (*triggerServer, error) {
 		return nil, fmt.Errorf("%w (trigger_socket: is another `handoff supervise` running with this config?)", err)
 	}
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".handoff-%d.sock", os.Getpid()))
-	if len(tmp) > maxSocketPath {
+	if len(tmp) > config.MaxSocketPath {
 		tmp = path // no room for the temporary name: bind in place
 	}
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})

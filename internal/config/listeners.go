@@ -77,8 +77,8 @@ func (v *validator) unixAddress(addr string, c *Config) (string, error) {
 	if !isAbstract(addr) {
 		path = v.resolve(addr)
 	}
-	if len(path) > maxSocketPath {
-		return "", fmt.Errorf("%s is %d bytes long; a unix socket path may have at most %d", path, len(path), maxSocketPath)
+	if len(path) > MaxSocketPath {
+		return "", fmt.Errorf("%s is %d bytes long; a unix socket path may have at most %d", path, len(path), MaxSocketPath)
 	}
 	if path == c.ControlSocket || path == c.TriggerSocket {
 		return "", fmt.Errorf("%s is also control_socket or trigger_socket; give the listener its own path", path)

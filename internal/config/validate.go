@@ -13,9 +13,9 @@ import (
 	"github.com/handoff-go/handoff/internal/listenenv"
 )
 
-// maxSocketPath is the longest unix socket path the kernel accepts
+// MaxSocketPath is the longest unix socket path the kernel accepts
 // (sizeof(sun_path) minus the terminating NUL).
-const maxSocketPath = 107
+const MaxSocketPath = 107
 
 // reservedEnv are variables the supervisor sets for each daemon generation.
 var reservedEnv = listenenv.ContractVars()
@@ -71,8 +71,8 @@ func (v *validator) socketPath(field, hint string, p *string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if len(path) > maxSocketPath {
-		return "", v.errorf(field, "%s is %d bytes long; a unix socket path may have at most %d: choose a shorter directory", path, len(path), maxSocketPath)
+	if len(path) > MaxSocketPath {
+		return "", v.errorf(field, "%s is %d bytes long; a unix socket path may have at most %d: choose a shorter directory", path, len(path), MaxSocketPath)
 	}
 	return path, nil
 }
